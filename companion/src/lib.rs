@@ -1,0 +1,1 @@
+//! watchtrain-companion: placeholder until its issue lands.

@@ -1,0 +1,1 @@
+//! watchtrain-relay: placeholder until its issue lands.

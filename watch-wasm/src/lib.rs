@@ -1,0 +1,1 @@
+//! watchtrain-watch: placeholder until its issue lands.

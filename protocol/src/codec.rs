@@ -62,6 +62,9 @@ impl Frame {
         let ((training_id, seq, action), left): ((u32, u32, Action), _) =
             postcard::take_from_bytes(rest).map_err(|e| match e {
                 postcard::Error::DeserializeUnexpectedEnd => Error::DecodeTruncated,
+                postcard::Error::SerdeDeCustom if unknown_action(rest) => {
+                    Error::DecodeUnknownAction
+                }
                 postcard::Error::SerdeDeCustom => Error::DecodeOverCapacity,
                 _ => Error::DecodeMalformed,
             })?;
@@ -77,4 +80,12 @@ impl Frame {
             action,
         })
     }
+}
+
+/// Number of [`Action`] variants: a tag at or past it is unknown.
+const ACTIONS: u32 = 9;
+
+/// True when the action tag after the two header varints is not a known action.
+fn unknown_action(rest: &[u8]) -> bool {
+    matches!(postcard::take_from_bytes::<(u32, u32, u32)>(rest), Ok(((_, _, tag), _)) if tag >= ACTIONS)
 }

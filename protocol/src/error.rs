@@ -20,7 +20,9 @@ pub enum Error {
     DecodeTruncated,
     /// A byte sequence that is not a valid frame (bad tag, varint, UTF-8, ...).
     DecodeMalformed,
-    /// A string or list is longer than its bound.
+    /// The action tag is not one this version knows.
+    DecodeUnknownAction,
+    /// A string or list is longer than its bound (or an enum value is unknown).
     DecodeOverCapacity,
     /// Bytes were left over after a complete frame.
     DecodeTrailingBytes,
@@ -56,6 +58,7 @@ impl fmt::Display for Error {
             Error::DecodeUnsupportedVersion => "decode: unsupported format version",
             Error::DecodeTruncated => "decode: frame truncated",
             Error::DecodeMalformed => "decode: malformed frame",
+            Error::DecodeUnknownAction => "decode: unknown action",
             Error::DecodeOverCapacity => "decode: string or list over its bound",
             Error::DecodeTrailingBytes => "decode: trailing bytes after frame",
             Error::DecodeInconsistentSnapshot => "decode: inconsistent snapshot",

@@ -1,0 +1,346 @@
+//! The companion in the Fitbit runtime: a [`Companion`] owns the relay
+//! WebSocket, its event closures and its timers, feeds [`Core`] and hands
+//! the watch messages (as JSON text) to a JavaScript `send` function.
+//!
+//! No closure is leaked (`Closure::forget`): the socket's closures live in
+//! the [`Companion`] and are replaced only from a timer callback, never from
+//! inside themselves. Only `u32`, `f64` and strings cross the JS boundary
+//! (no 64-bit integers: wasm2js cannot pass them).
+
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+
+use js_sys::{ArrayBuffer, Function, Uint8Array};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{BinaryType, MessageEvent, WebSocket};
+
+use crate::core::{Core, Follow};
+use crate::watch::{RelayState, Value};
+
+/// First reconnect delay, doubled after each failure.
+pub const BACKOFF_MIN_MS: f64 = 500.0;
+/// Longest reconnect delay.
+pub const BACKOFF_MAX_MS: f64 = 15_000.0;
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(f: &Function, ms: f64) -> JsValue;
+    #[wasm_bindgen(js_name = clearTimeout)]
+    fn clear_timeout(id: &JsValue);
+}
+
+fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
+/// The relay consumer URL for a base URL (`ws://`, `wss://`, `http://`, `https://`
+/// or a bare `host:port`), a token and what to follow.
+pub fn consumer_url(base: &str, token: &str, follow: Follow) -> String {
+    let base = base.trim().trim_end_matches('/');
+    let base = if let Some(rest) = base.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else if let Some(rest) = base.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if base.starts_with("ws://") || base.starts_with("wss://") {
+        base.to_string()
+    } else {
+        format!("ws://{base}")
+    };
+    let path = match follow {
+        Follow::Latest => "/v1/watch".to_string(),
+        Follow::Id(id) => format!("/v1/trainings/{id}/watch"),
+    };
+    let mut url = format!("{base}{path}");
+    if !token.is_empty() {
+        url.push_str("?token=");
+        for b in token.bytes() {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                url.push(b as char);
+            } else {
+                url.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    url
+}
+
+/// The closures of one WebSocket, dropped with it.
+struct Socket {
+    ws: WebSocket,
+    _on_open: Closure<dyn FnMut()>,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_close: Closure<dyn FnMut()>,
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        self.ws.set_onopen(None);
+        self.ws.set_onmessage(None);
+        self.ws.set_onclose(None);
+        let _ = self.ws.close();
+    }
+}
+
+struct Inner {
+    /// The logic.
+    core: Core,
+    /// `send(json)`: hands one message to the watch.
+    send: Function,
+    /// The consumer URL, empty until configured.
+    url: String,
+    /// The open (or opening) relay socket.
+    socket: Option<Socket>,
+    /// Next reconnect delay.
+    backoff_ms: f64,
+    /// Reconnects and paints, one timer each.
+    reconnect_timer: Option<JsValue>,
+    paint_timer: Option<JsValue>,
+    /// The timer callbacks, made once.
+    on_reconnect: Option<Closure<dyn FnMut()>>,
+    on_paint: Option<Closure<dyn FnMut()>>,
+    /// Frames received, for tests and the settings page.
+    frames: u32,
+    /// Messages sent to the watch and their JSON bytes.
+    sent: u32,
+}
+
+/// The Rust companion, as seen from JavaScript.
+#[wasm_bindgen]
+pub struct Companion {
+    inner: Rc<RefCell<Inner>>,
+}
+
+#[wasm_bindgen]
+impl Companion {
+    /// A companion that hands each watch message, as JSON text, to `send`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(send: Function) -> Companion {
+        let inner = Rc::new(RefCell::new(Inner {
+            core: Core::new(Follow::Latest),
+            send,
+            url: String::new(),
+            socket: None,
+            backoff_ms: BACKOFF_MIN_MS,
+            reconnect_timer: None,
+            paint_timer: None,
+            on_reconnect: None,
+            on_paint: None,
+            frames: 0,
+            sent: 0,
+        }));
+        let weak = Rc::downgrade(&inner);
+        let on_reconnect = Closure::<dyn FnMut()>::new(move || {
+            if let Some(inner) = weak.upgrade() {
+                inner.borrow_mut().reconnect_timer = None;
+                connect(&inner);
+            }
+        });
+        let weak = Rc::downgrade(&inner);
+        let on_paint = Closure::<dyn FnMut()>::new(move || {
+            if let Some(inner) = weak.upgrade() {
+                inner.borrow_mut().paint_timer = None;
+                let out = inner.borrow_mut().core.tick(now_ms());
+                emit(&inner, out);
+            }
+        });
+        {
+            let mut i = inner.borrow_mut();
+            i.on_reconnect = Some(on_reconnect);
+            i.on_paint = Some(on_paint);
+        }
+        Companion { inner }
+    }
+
+    /// Points the companion at a relay (`base` as typed in the settings), with
+    /// a token (may be empty) and what to follow (`"latest"` or an id), and
+    /// (re)connects. An empty `base` disconnects.
+    pub fn configure(&self, base: &str, token: &str, follow: &str) {
+        let follow = Follow::parse(follow);
+        {
+            let mut i = self.inner.borrow_mut();
+            i.core.set_follow(follow);
+            i.url = if base.trim().is_empty() {
+                String::new()
+            } else {
+                consumer_url(base, token, follow)
+            };
+            i.socket = None;
+            i.backoff_ms = BACKOFF_MIN_MS;
+            if let Some(id) = i.reconnect_timer.take() {
+                clear_timeout(&id);
+            }
+        }
+        connect(&self.inner);
+    }
+
+    /// The consumer URL in use.
+    pub fn url(&self) -> String {
+        self.inner.borrow().url.clone()
+    }
+
+    /// A message from the watch, as its numbers (e.g. `[1, 1]`: hello, screen on).
+    pub fn watch_message(&self, items: &[f64]) {
+        let out = self.inner.borrow_mut().core.watch_message(items, now_ms());
+        emit(&self.inner, out);
+    }
+
+    /// The watch's messaging socket closed.
+    pub fn watch_closed(&self) {
+        self.inner.borrow_mut().core.watch_closed();
+    }
+
+    /// One relay frame handed in directly (the same path the WebSocket takes).
+    pub fn relay_frame(&self, bytes: &[u8]) {
+        on_frame(&self.inner, bytes);
+    }
+
+    /// The followed training's id, 0 when none.
+    pub fn training_id(&self) -> u32 {
+        self.inner.borrow().core.training().map_or(0, |(id, _)| id)
+    }
+
+    /// Frames received from the relay.
+    pub fn frames(&self) -> u32 {
+        self.inner.borrow().frames
+    }
+
+    /// Messages sent to the watch.
+    pub fn sent(&self) -> u32 {
+        self.inner.borrow().sent
+    }
+
+    /// Frames that failed to decode or apply.
+    pub fn bad_frames(&self) -> u32 {
+        self.inner.borrow().core.bad_frames
+    }
+
+    /// Closes the socket and stops the timers; the companion can be configured again.
+    pub fn stop(&self) {
+        let mut i = self.inner.borrow_mut();
+        i.socket = None;
+        i.url.clear();
+        if let Some(id) = i.reconnect_timer.take() {
+            clear_timeout(&id);
+        }
+        if let Some(id) = i.paint_timer.take() {
+            clear_timeout(&id);
+        }
+    }
+}
+
+impl Drop for Companion {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Opens a socket to the configured URL, replacing the old one.
+fn connect(inner: &Rc<RefCell<Inner>>) {
+    let url = inner.borrow().url.clone();
+    inner.borrow_mut().socket = None;
+    if url.is_empty() {
+        return;
+    }
+    let out = inner.borrow_mut().core.relay_state(RelayState::Connecting);
+    emit(inner, out);
+    let ws = match WebSocket::new(&url) {
+        Ok(ws) => ws,
+        Err(_) => {
+            closed(inner);
+            return;
+        }
+    };
+    ws.set_binary_type(BinaryType::Arraybuffer);
+    let weak: Weak<RefCell<Inner>> = Rc::downgrade(inner);
+    let on_open = Closure::<dyn FnMut()>::new(move || {
+        if let Some(inner) = weak.upgrade() {
+            inner.borrow_mut().backoff_ms = BACKOFF_MIN_MS;
+            let out = inner.borrow_mut().core.relay_state(RelayState::Online);
+            emit(&inner, out);
+        }
+    });
+    let weak = Rc::downgrade(inner);
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        let Some(inner) = weak.upgrade() else { return };
+        if let Ok(buf) = event.data().dyn_into::<ArrayBuffer>() {
+            on_frame(&inner, &Uint8Array::new(&buf).to_vec());
+        }
+    });
+    let weak = Rc::downgrade(inner);
+    let on_close = Closure::<dyn FnMut()>::new(move || {
+        if let Some(inner) = weak.upgrade() {
+            closed(&inner);
+        }
+    });
+    ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+    inner.borrow_mut().socket = Some(Socket {
+        ws,
+        _on_open: on_open,
+        _on_message: on_message,
+        _on_close: on_close,
+    });
+}
+
+/// The socket closed or failed: tell the watch, retry after the backoff.
+/// The socket itself (whose closure may be running) is dropped by the reconnect timer.
+fn closed(inner: &Rc<RefCell<Inner>>) {
+    let out = inner.borrow_mut().core.relay_state(RelayState::Offline);
+    emit(inner, out);
+    let mut i = inner.borrow_mut();
+    if i.url.is_empty() || i.reconnect_timer.is_some() {
+        return;
+    }
+    let delay = i.backoff_ms;
+    i.backoff_ms = (delay * 2.0).min(BACKOFF_MAX_MS);
+    if let Some(f) = &i.on_reconnect {
+        let id = set_timeout(f.as_ref().unchecked_ref(), delay);
+        i.reconnect_timer = Some(id);
+    }
+}
+
+fn on_frame(inner: &Rc<RefCell<Inner>>, bytes: &[u8]) {
+    let out = {
+        let mut i = inner.borrow_mut();
+        i.frames += 1;
+        i.core.relay_frame(bytes, now_ms())
+    };
+    emit(inner, out);
+}
+
+/// Sends the messages to the watch, then arms the paint timer if a paint is waiting.
+fn emit(inner: &Rc<RefCell<Inner>>, out: Vec<Value>) {
+    let send = inner.borrow().send.clone();
+    for message in &out {
+        inner.borrow_mut().sent += 1;
+        let _ = send.call1(&JsValue::NULL, &JsValue::from_str(&message.to_json()));
+    }
+    let mut i = inner.borrow_mut();
+    if i.paint_timer.is_none() {
+        if let Some(due) = i.core.next_paint_ms() {
+            let delay = (due - now_ms()).max(0.0);
+            if let Some(f) = &i.on_paint {
+                let id = set_timeout(f.as_ref().unchecked_ref(), delay);
+                i.paint_timer = Some(id);
+            }
+        }
+    }
+}
+
+/// Allocates `kib` KiB (growing the memory), then returns `text` and a checksum
+/// of `bytes`: proves the JS glue sees grown memory (a wasm2js trap).
+#[wasm_bindgen]
+pub fn grow_probe(kib: u32, text: &str, bytes: &[u8]) -> String {
+    let big = vec![0x5au8; kib as usize * 1024];
+    let sum: u32 = bytes.iter().map(|b| u32::from(*b)).sum::<u32>() + u32::from(big[big.len() / 2]);
+    format!("{text}:{sum}:{}", big.len())
+}
+
+/// `x as i32`, saturating: proves the build is MVP (no non-trapping float-to-int lowering gone wrong).
+#[wasm_bindgen]
+pub fn saturate(x: f64) -> i32 {
+    x as i32
+}

@@ -224,7 +224,8 @@ impl TrainingState {
 
     fn register(&mut self, r: &Register) {
         self.name = r.name.clone();
-        if r.epochs != 0 {
+        // Progress frames carry newer plans; a registration only fills in the unknown.
+        if self.epochs == 0 {
             self.epochs = r.epochs;
         }
         if r.batches != 0 && self.train.total == 0 {
@@ -239,9 +240,10 @@ impl TrainingState {
             self.latest_epoch = None;
             self.stride = 1;
         }
-        if self.status == Status::Stalled || self.status.is_finished() {
-            self.status = Status::Waiting;
-            self.reason.clear();
+        // A producer registering again is alive; an ended training stays ended
+        // (a resent registration must not reopen it), new progress reopens it.
+        if self.status == Status::Stalled {
+            self.status = Status::Running;
         }
     }
 

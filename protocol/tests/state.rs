@@ -1,0 +1,221 @@
+//! The reducer, one behaviour at a time.
+
+use watchtrain_protocol::*;
+
+fn f(seq: u32, action: Action) -> Frame {
+    Frame {
+        training_id: 1,
+        seq,
+        action,
+    }
+}
+
+fn register(metrics: &[&str], epochs: u32) -> Action {
+    Action::Register(Register {
+        name: truncated("t"),
+        metrics: metrics.iter().map(|m| truncated(m)).collect(),
+        epochs,
+        ..Default::default()
+    })
+}
+
+fn stats(epoch: u32, values: &[f32]) -> Action {
+    Action::Stats(Stats {
+        epoch,
+        duration_ms: 1000,
+        values: Values::from_slice(values).unwrap(),
+    })
+}
+
+fn progress(phase: Phase, epoch: u32, batch: u32, batches: u32) -> Action {
+    Action::Progress(Progress {
+        phase,
+        epoch,
+        epochs: 10,
+        batch,
+        batches,
+    })
+}
+
+#[test]
+fn register_then_waiting_then_running() {
+    let mut s = TrainingState::new();
+    s.apply(&f(0, register(&["loss"], 5))).unwrap();
+    assert_eq!((s.status, s.epochs), (Status::Waiting, 5));
+    s.apply(&f(1, progress(Phase::Train, 0, 3, 10))).unwrap();
+    assert_eq!(s.status, Status::Running);
+    assert_eq!(s.train, Bar { done: 3, total: 10 });
+}
+
+#[test]
+fn progress_of_a_new_epoch_resets_both_bars() {
+    let mut s = TrainingState::new();
+    s.apply(&f(1, progress(Phase::Train, 0, 10, 10))).unwrap();
+    s.apply(&f(2, progress(Phase::Valid, 0, 4, 4))).unwrap();
+    s.apply(&f(3, progress(Phase::Train, 1, 2, 10))).unwrap();
+    assert_eq!((s.epoch, s.phase), (1, Phase::Train));
+    assert_eq!(s.train, Bar { done: 2, total: 10 });
+    assert_eq!(s.valid.done, 0);
+}
+
+#[test]
+fn stats_must_match_registered_metrics_and_errors_change_nothing() {
+    let mut s = TrainingState::new();
+    s.apply(&f(0, register(&["loss", "acc"], 5))).unwrap();
+    let before = s.clone();
+    assert_eq!(
+        s.apply(&f(1, stats(0, &[1.0]))),
+        Err(Error::ApplyMetricsMismatch)
+    );
+    assert_eq!(s, before);
+}
+
+#[test]
+fn duplicates_by_seq_change_nothing_and_unsequenced_always_apply() {
+    let mut s = TrainingState::new();
+    s.apply(&f(0, register(&["loss"], 5))).unwrap();
+    assert_eq!(s.apply(&f(1, stats(0, &[0.5]))), Ok(Applied::Changed));
+    assert_eq!(s.apply(&f(1, stats(0, &[0.9]))), Ok(Applied::Duplicate));
+    assert_eq!(s.latest[0], 0.5);
+    assert_eq!((s.timed_epochs, s.last_seq), (1, 1));
+    assert_eq!(s.apply(&f(0, Action::Heartbeat)), Ok(Applied::Changed));
+}
+
+#[test]
+fn best_is_lowest_for_losses_and_highest_otherwise_and_ignores_nan() {
+    let mut s = TrainingState::new();
+    s.apply(&f(0, register(&["valid_loss", "accuracy"], 5)))
+        .unwrap();
+    s.apply(&f(1, stats(0, &[0.5, 0.7]))).unwrap();
+    s.apply(&f(2, stats(1, &[0.3, f32::NAN]))).unwrap();
+    s.apply(&f(3, stats(2, &[0.4, 0.6]))).unwrap();
+    assert_eq!(
+        s.best[0],
+        Best {
+            epoch: 1,
+            value: 0.3
+        }
+    );
+    assert_eq!(
+        s.best[1],
+        Best {
+            epoch: 0,
+            value: 0.7
+        }
+    );
+    assert!(lower_is_better("Train_Loss") && lower_is_better("val_mae") && !lower_is_better("f1"));
+}
+
+#[test]
+fn history_decimates_evenly_over_the_whole_run() {
+    let mut s = TrainingState::new();
+    let names = ["a", "b", "c", "d"];
+    s.apply(&f(0, register(&names, 200))).unwrap();
+    for e in 0..200 {
+        s.apply(&f(e + 1, stats(e, &[e as f32; 4]))).unwrap();
+    }
+    assert_eq!(s.history_capacity(), HISTORY_VALUES / 4);
+    assert_eq!(s.stride, 8);
+    let rows: Vec<(u32, f32)> = s.history_rows().map(|(e, v)| (e, v[0])).collect();
+    assert_eq!(rows.len(), 25);
+    // Each kept row is the epoch it claims to be, spread over the whole run.
+    assert!(rows.iter().all(|(e, v)| *v == *e as f32));
+    assert_eq!(rows.first().unwrap().0, 0);
+    assert_eq!(rows.last().unwrap().0, 192);
+    assert_eq!((s.latest_epoch, s.latest[0]), (Some(199), 199.0));
+}
+
+#[test]
+fn skipped_epochs_are_gaps_and_late_epochs_overwrite_their_row() {
+    let mut s = TrainingState::new();
+    s.apply(&f(0, register(&["loss"], 10))).unwrap();
+    s.apply(&f(1, stats(0, &[1.0]))).unwrap();
+    s.apply(&f(2, stats(3, &[0.5]))).unwrap();
+    let rows: Vec<f32> = s.history_rows().map(|(_, v)| v[0]).collect();
+    assert_eq!(rows.len(), 4);
+    assert!(rows[1].is_nan() && rows[2].is_nan());
+    s.apply(&f(3, stats(1, &[0.8]))).unwrap();
+    assert_eq!(s.history_rows().nth(1).unwrap().1, &[0.8]);
+    assert_eq!(
+        s.latest_epoch,
+        Some(3),
+        "an older epoch does not become the latest"
+    );
+}
+
+#[test]
+fn new_metric_names_reset_the_history_but_the_same_names_do_not() {
+    let mut s = TrainingState::new();
+    s.apply(&f(0, register(&["loss"], 10))).unwrap();
+    s.apply(&f(1, stats(0, &[1.0]))).unwrap();
+    s.apply(&f(0, register(&["loss"], 10))).unwrap();
+    assert_eq!(s.history.len(), 1);
+    s.apply(&f(0, register(&["loss", "acc"], 10))).unwrap();
+    assert!(s.history.is_empty() && s.latest_epoch.is_none());
+}
+
+#[test]
+fn finish_stall_and_recovery() {
+    let mut s = TrainingState::new();
+    s.apply(&f(1, progress(Phase::Train, 0, 1, 10))).unwrap();
+    s.apply(&f(0, Action::Stalled)).unwrap();
+    assert_eq!(s.status, Status::Stalled);
+    s.apply(&f(0, Action::Heartbeat)).unwrap();
+    assert_eq!(s.status, Status::Running);
+    let fin = Finished {
+        outcome: Outcome::Failed,
+        reason: truncated("ValueError"),
+    };
+    s.apply(&f(2, Action::Finished(fin))).unwrap();
+    assert_eq!(
+        (s.status, s.reason.as_str()),
+        (Status::Failed, "ValueError")
+    );
+    assert_eq!(s.apply(&f(0, Action::Stalled)), Ok(Applied::Ignored));
+    assert_eq!(s.status, Status::Failed);
+    assert_eq!(s.eta_ms(), Some(0));
+}
+
+#[test]
+fn eta_uses_mean_epoch_time_and_current_batch_progress() {
+    let mut s = TrainingState::new();
+    s.apply(&f(0, register(&["loss"], 10))).unwrap();
+    assert_eq!(s.eta_ms(), None);
+    s.apply(&f(
+        1,
+        Action::Stats(Stats {
+            epoch: 0,
+            duration_ms: 10_000,
+            values: Values::from_slice(&[1.0]).unwrap(),
+        }),
+    ))
+    .unwrap();
+    s.apply(&f(
+        2,
+        Action::Stats(Stats {
+            epoch: 1,
+            duration_ms: 20_000,
+            values: Values::from_slice(&[1.0]).unwrap(),
+        }),
+    ))
+    .unwrap();
+    assert_eq!(s.eta_ms(), Some(8 * 15_000));
+    s.apply(&f(3, progress(Phase::Train, 2, 5, 10))).unwrap();
+    assert_eq!(s.eta_ms(), Some(8 * 15_000 - 7_500));
+}
+
+#[test]
+fn a_snapshot_replaces_the_state_and_an_inconsistent_one_is_refused() {
+    let mut s = TrainingState::new();
+    s.apply(&f(0, register(&["loss"], 10))).unwrap();
+    s.apply(&f(5, stats(0, &[1.0]))).unwrap();
+    let mut other = TrainingState::new();
+    other.apply(&s.to_snapshot(1)).unwrap();
+    assert_eq!(other, s);
+    let mut bad = s.clone();
+    bad.stride = 0;
+    assert_eq!(
+        other.apply(&bad.to_snapshot(1)),
+        Err(Error::DecodeInconsistentSnapshot)
+    );
+}

@@ -1,0 +1,167 @@
+//! Errors at the relay's boundaries: what a client is told, and why `run` stops.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// Why a client's request or frame was refused; also the `reason` label of
+/// `watchtrain_frames_rejected_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Bytes that are not a frame.
+    Decode,
+    /// Legacy JSON that does not parse.
+    Json,
+    /// A message over `--max-frame-bytes`.
+    TooLarge,
+    /// More than `--max-fps` (HTTP POST).
+    RateLimited,
+    /// No token given where one is needed.
+    Unauthorized,
+    /// A wrong token, or a consumer token on a producer path.
+    Forbidden,
+    /// A frame for a training the relay does not know.
+    UnknownTraining,
+    /// A frame the state refuses (e.g. stats that do not match the metrics).
+    Apply,
+    /// A limit of the relay was reached (trainings, consumers).
+    Limit,
+    /// Anything else a client got wrong.
+    BadRequest,
+    /// The relay could not persist a frame.
+    Storage,
+}
+
+impl Reason {
+    /// Every reason, in index order.
+    pub const ALL: [Reason; 11] = [
+        Reason::Decode,
+        Reason::Json,
+        Reason::TooLarge,
+        Reason::RateLimited,
+        Reason::Unauthorized,
+        Reason::Forbidden,
+        Reason::UnknownTraining,
+        Reason::Apply,
+        Reason::Limit,
+        Reason::BadRequest,
+        Reason::Storage,
+    ];
+
+    /// The word used in JSON errors and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Decode => "decode",
+            Reason::Json => "json",
+            Reason::TooLarge => "too_large",
+            Reason::RateLimited => "rate_limited",
+            Reason::Unauthorized => "unauthorized",
+            Reason::Forbidden => "forbidden",
+            Reason::UnknownTraining => "unknown_training",
+            Reason::Apply => "apply",
+            Reason::Limit => "limit",
+            Reason::BadRequest => "bad_request",
+            Reason::Storage => "storage",
+        }
+    }
+
+    /// The HTTP status for this reason.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Reason::Decode | Reason::Json | Reason::Apply | Reason::BadRequest => {
+                StatusCode::BAD_REQUEST
+            }
+            Reason::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Reason::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Reason::Unauthorized => StatusCode::UNAUTHORIZED,
+            Reason::Forbidden => StatusCode::FORBIDDEN,
+            Reason::UnknownTraining => StatusCode::NOT_FOUND,
+            Reason::Limit => StatusCode::SERVICE_UNAVAILABLE,
+            Reason::Storage => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// A refusal: a reason and a message for people. Over HTTP it is the status
+/// of the reason and `{"error": reason, "message": ...}`; over a WebSocket
+/// the same JSON as a text message.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    /// Why.
+    pub reason: Reason,
+    /// What to tell the client.
+    pub message: String,
+}
+
+impl Rejection {
+    /// A rejection.
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Rejection {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// The JSON body.
+    pub fn to_json(&self) -> String {
+        serde_json::json!({"error": self.reason.as_str(), "message": self.message}).to_string()
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.reason.as_str(), self.message)
+    }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.reason.status(),
+            [(header::CONTENT_TYPE, "application/json")],
+            self.to_json(),
+        )
+            .into_response();
+        if self.reason == Reason::Unauthorized {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+/// Why the relay could not start or stopped.
+#[derive(Debug)]
+pub enum RelayError {
+    /// The database could not be opened or read.
+    Store(crate::store::StoreError),
+    /// The TLS certificate or key could not be loaded.
+    Tls(String),
+    /// A socket error.
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for RelayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RelayError::Store(e) => write!(f, "{e}"),
+            RelayError::Tls(e) => write!(f, "tls: {e}"),
+            RelayError::Io(e) => write!(f, "io: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RelayError {}
+
+impl From<crate::store::StoreError> for RelayError {
+    fn from(e: crate::store::StoreError) -> Self {
+        RelayError::Store(e)
+    }
+}
+
+impl From<std::io::Error> for RelayError {
+    fn from(e: std::io::Error) -> Self {
+        RelayError::Io(e)
+    }
+}

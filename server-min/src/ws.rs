@@ -1,0 +1,542 @@
+//! The WebSocket sessions: producers (binary and legacy JSON) and consumers
+//! (by id, following the latest, legacy). Each is generic over a `Sink` and a
+//! `Stream` of messages, so the demo (and tests) can drive it through channels.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::time::{interval, Instant, MissedTickBehavior};
+use watchtrain_protocol::json::{self, LegacyMessage};
+use watchtrain_protocol::{Ack, Action, Frame};
+
+use crate::error::{Reason, Rejection};
+use crate::hub::{Event, Gauge, Hub, RegisterRequest};
+use crate::store::Receipt;
+
+/// Close code: going away (the relay shuts down).
+const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code: message too big.
+const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code: policy violation (a dead peer).
+const CLOSE_POLICY: u16 = 1008;
+/// Events sent to one consumer before a flush.
+const SEND_BATCH: usize = 64;
+/// How often a producer's pending ack is sent.
+const ACK_EVERY: Duration = Duration::from_millis(250);
+
+/// A token bucket: `rate` frames a second, bursts up to one second's worth.
+pub struct Bucket {
+    /// Frames per second.
+    rate: f64,
+    /// Frames that may go now.
+    tokens: f64,
+    /// When `tokens` was last refilled.
+    last: Instant,
+}
+
+impl Bucket {
+    /// A full bucket.
+    pub fn new(rate: u32) -> Bucket {
+        let rate = f64::from(rate.max(1));
+        Bucket {
+            rate,
+            tokens: rate,
+            last: Instant::now(),
+        }
+    }
+
+    fn refill(&mut self) {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + (now - self.last).as_secs_f64() * self.rate).min(self.rate.max(1.0));
+        self.last = now;
+    }
+
+    /// Takes `n` tokens if there are that many.
+    pub fn try_take(&mut self, n: usize) -> bool {
+        self.refill();
+        if self.tokens >= n as f64 {
+            self.tokens -= n as f64;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Takes one token, waiting for it if needed (so a fast producer is slowed, not dropped).
+    pub async fn take(&mut self) {
+        self.refill();
+        if self.tokens < 1.0 {
+            let wait = (1.0 - self.tokens) / self.rate;
+            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+            self.refill();
+        }
+        self.tokens -= 1.0;
+    }
+}
+
+/// Which producer protocol a session speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProducerKind {
+    /// Binary frames on `/v1/produce`.
+    Binary,
+    /// The ancestor's JSON on `/ws/watchtrain/producer/{client_id}`.
+    Legacy,
+}
+
+/// One producer connection's memory.
+struct Producer {
+    hub: Arc<Hub>,
+    /// The training this connection registered last.
+    current: Option<u32>,
+    /// An ack to send soon: (training, seq).
+    pending_ack: Option<(u32, u32)>,
+}
+
+fn ack_message(training_id: u32, seq: u32) -> Message {
+    let frame = Frame {
+        training_id,
+        seq: 0,
+        action: Action::Ack(Ack { seq }),
+    };
+    let bytes = frame.to_bytes().map(|b| b.to_vec()).unwrap_or_default();
+    Message::Binary(bytes.into())
+}
+
+async fn persisted(receipt: Option<Receipt>) -> Result<(), Rejection> {
+    let Some(receipt) = receipt else {
+        return Ok(());
+    };
+    match receipt.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Rejection::new(Reason::Storage, e)),
+        Err(_) => Err(Rejection::new(Reason::Storage, "store stopped")),
+    }
+}
+
+impl Producer {
+    async fn on_binary(&mut self, bytes: &[u8]) -> Result<Option<Message>, Rejection> {
+        let frame =
+            Frame::decode(bytes).map_err(|e| Rejection::new(Reason::Decode, e.to_string()))?;
+        match frame.action {
+            Action::Register(register) => {
+                let ing = self.hub.register(RegisterRequest {
+                    training_id: frame.training_id,
+                    seq: frame.seq,
+                    register: Some(register),
+                })?;
+                persisted(ing.receipt).await?;
+                self.current = Some(ing.training_id);
+                self.pending_ack = None;
+                Ok(Some(ack_message(ing.training_id, ing.last_seq)))
+            }
+            Action::Ack(_) | Action::Snapshot(_) | Action::Stalled => Err(Rejection::new(
+                Reason::BadRequest,
+                "ack, snapshot and stalled frames are sent by the relay only",
+            )),
+            action => {
+                let training_id = match frame.training_id {
+                    0 => self.current.ok_or_else(|| {
+                        Rejection::new(Reason::UnknownTraining, "register a training first")
+                    })?,
+                    id => id,
+                };
+                let frame = Frame {
+                    training_id,
+                    seq: frame.seq,
+                    action,
+                };
+                let ing = self.hub.apply(&frame, false)?;
+                if ing.receipt.is_some() {
+                    persisted(ing.receipt).await?;
+                    self.pending_ack = None;
+                    return Ok(Some(ack_message(training_id, ing.last_seq)));
+                }
+                if frame.seq != 0 {
+                    self.pending_ack = Some((training_id, ing.last_seq));
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    async fn on_legacy(&mut self, text: &str) -> Result<Option<Message>, Rejection> {
+        let msg = json::decode(text.as_bytes())
+            .map_err(|e| Rejection::new(Reason::Json, e.to_string()))?;
+        if let LegacyMessage::Register { training_id } = msg {
+            let ing = self.hub.register(RegisterRequest {
+                training_id: training_id.unwrap_or(0),
+                seq: 0,
+                register: None,
+            })?;
+            persisted(ing.receipt).await?;
+            self.current = Some(ing.training_id);
+            // The ancestor's callback reads this reply in its constructor while its own
+            // reader thread reads the same socket: answering at once makes old trainings
+            // hang at start (see DESIGN.md). Hold it a little.
+            tokio::time::sleep(self.hub.config.legacy_register_delay).await;
+            let mut buf = [0u8; 128];
+            let reply = json::encode_register_reply(ing.training_id, training_id, &mut buf)
+                .map_err(|e| Rejection::new(Reason::BadRequest, e.to_string()))?;
+            return Ok(Some(Message::Text(reply.to_owned().into())));
+        }
+        let id = msg.training_id().or(self.current).ok_or_else(|| {
+            Rejection::new(
+                Reason::UnknownTraining,
+                "send register_training first (or give a training_id)",
+            )
+        })?;
+        self.current.get_or_insert(id);
+        self.hub.apply_legacy(id, &msg)?;
+        Ok(None)
+    }
+}
+
+/// Sends `msg`, giving up after `timeout` (a peer that does not read).
+async fn send<S>(sink: &mut S, msg: Message, timeout: Duration) -> bool
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    matches!(
+        tokio::time::timeout(timeout, sink.send(msg)).await,
+        Ok(Ok(()))
+    )
+}
+
+async fn close<S>(sink: &mut S, code: u16, reason: &str)
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    let frame = CloseFrame {
+        code,
+        reason: reason.to_owned().into(),
+    };
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        sink.send(Message::Close(Some(frame))),
+    )
+    .await;
+}
+
+/// The close code and reason for a read error (an oversized message, mostly).
+fn read_error(hub: &Hub, e: &axum::Error) -> (u16, String) {
+    let text = e.to_string();
+    if text.contains("too long") || text.contains("too big") || text.contains("Space limit") {
+        hub.metrics.reject(Reason::TooLarge);
+        (
+            CLOSE_TOO_BIG,
+            format!(
+                "message over {} bytes (--max-frame-bytes)",
+                hub.config.max_frame_bytes
+            ),
+        )
+    } else {
+        (CLOSE_POLICY, text)
+    }
+}
+
+/// Runs one producer session until the peer leaves or the relay shuts down.
+pub async fn produce<S, R>(hub: Arc<Hub>, mut sink: S, mut stream: R, kind: ProducerKind)
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+    R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let gauge = match kind {
+        ProducerKind::Binary => &hub.metrics.producers,
+        ProducerKind::Legacy => &hub.metrics.legacy_producers,
+    };
+    let _gauge = Gauge::new(gauge);
+    let ping_every = hub.config.ping_interval;
+    let mut ping = interval(ping_every);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ping.tick().await;
+    let mut acks = interval(ACK_EVERY);
+    let mut shutdown = hub.shutdown_signal();
+    let mut bucket = Bucket::new(hub.config.max_fps);
+    let mut last_seen = Instant::now();
+    let mut session = Producer {
+        hub: hub.clone(),
+        current: None,
+        pending_ack: None,
+    };
+    loop {
+        tokio::select! {
+            msg = stream.next() => {
+                let msg = match msg {
+                    None => break,
+                    Some(Ok(msg)) => msg,
+                    Some(Err(e)) => {
+                        let (code, reason) = read_error(&hub, &e);
+                        tracing::debug!(%reason, "producer read error");
+                        close(&mut sink, code, &reason).await;
+                        break;
+                    }
+                };
+                last_seen = Instant::now();
+                let result = match (msg, kind) {
+                    (Message::Binary(bytes), ProducerKind::Binary) => {
+                        bucket.take().await;
+                        hub.metrics.frames_in.fetch_add(1, Ordering::Relaxed);
+                        session.on_binary(&bytes).await
+                    }
+                    (Message::Text(text), ProducerKind::Legacy) => {
+                        bucket.take().await;
+                        hub.metrics.frames_in.fetch_add(1, Ordering::Relaxed);
+                        session.on_legacy(text.as_str()).await
+                    }
+                    (Message::Binary(_), ProducerKind::Legacy) => Err(Rejection::new(
+                        Reason::BadRequest,
+                        "the legacy producer path takes JSON text messages",
+                    )),
+                    (Message::Text(_), ProducerKind::Binary) => Err(Rejection::new(
+                        Reason::BadRequest,
+                        "/v1/produce takes binary frames; legacy JSON goes to /ws/watchtrain/producer/{id}",
+                    )),
+                    (Message::Close(_), _) => break,
+                    _ => continue,
+                };
+                let reply = match result {
+                    Ok(Some(reply)) => reply,
+                    Ok(None) => continue,
+                    Err(rejection) => {
+                        hub.metrics.reject(rejection.reason);
+                        tracing::debug!(%rejection, "producer frame rejected");
+                        Message::Text(rejection.to_json().into())
+                    }
+                };
+                if !send(&mut sink, reply, ping_every).await {
+                    break;
+                }
+            }
+            _ = acks.tick(), if session.pending_ack.is_some() => {
+                if let Some((id, seq)) = session.pending_ack.take() {
+                    if !send(&mut sink, ack_message(id, seq), ping_every).await {
+                        break;
+                    }
+                }
+            }
+            _ = ping.tick() => {
+                if last_seen.elapsed() > ping_every * 2 {
+                    close(&mut sink, CLOSE_POLICY, "no pong").await;
+                    break;
+                }
+                if !send(&mut sink, Message::Ping(Default::default()), ping_every).await {
+                    break;
+                }
+            }
+            _ = shutdown.changed() => {
+                close(&mut sink, CLOSE_GOING_AWAY, "relay shutting down").await;
+                break;
+            }
+        }
+    }
+    if let Some((id, seq)) = session.pending_ack.take() {
+        let _ = send(&mut sink, ack_message(id, seq), Duration::from_millis(100)).await;
+    }
+}
+
+/// What a consumer session follows.
+pub enum Feed {
+    /// One training by id; its slot was taken and the snapshot made before the upgrade.
+    Training {
+        /// The training.
+        id: u32,
+        /// Its snapshot at subscription.
+        snapshot: axum::body::Bytes,
+        /// What follows the snapshot.
+        rx: broadcast::Receiver<Arc<Event>>,
+    },
+    /// The latest registered training (`/v1/watch`); switches when a newer one registers.
+    Latest,
+    /// The ancestor's JSON for every training (`verbose` adds logs and registrations).
+    Legacy {
+        /// Also send debug lines and registrations.
+        verbose: bool,
+    },
+}
+
+async fn recv(rx: &mut Option<broadcast::Receiver<Arc<Event>>>) -> Result<Arc<Event>, RecvError> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs one consumer session: first the snapshot, then live frames; a consumer
+/// that falls behind gets a fresh snapshot instead of an ever longer queue.
+pub async fn consume<S, R>(hub: Arc<Hub>, mut sink: S, mut stream: R, feed: Feed)
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+    R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let legacy = matches!(feed, Feed::Legacy { .. });
+    let gauge = if legacy {
+        &hub.metrics.legacy_consumers
+    } else {
+        &hub.metrics.consumers
+    };
+    let _gauge = Gauge::new(gauge);
+    let ping_every = hub.config.ping_interval;
+    let mut ping = interval(ping_every);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ping.tick().await;
+    let mut shutdown = hub.shutdown_signal();
+    let mut last_seen = Instant::now();
+    let mut latest = hub.latest();
+    let (follow, verbose, by_id) = match &feed {
+        Feed::Training { id, .. } => (false, false, Some(*id)),
+        Feed::Latest => (true, false, None),
+        Feed::Legacy { verbose } => (false, *verbose, None),
+    };
+    // The training followed and its receiver (binary feeds), or the legacy receiver.
+    let mut current: Option<u32> = by_id;
+    let mut rx: Option<broadcast::Receiver<Arc<Event>>> = None;
+    let mut first: Vec<Message> = Vec::new();
+    match feed {
+        Feed::Training {
+            snapshot, rx: r, ..
+        } => {
+            first.push(Message::Binary(snapshot));
+            rx = Some(r);
+        }
+        Feed::Latest => {
+            latest.mark_changed();
+        }
+        Feed::Legacy { .. } => {
+            let (texts, r) = hub.subscribe_legacy();
+            first.extend(texts.into_iter().map(|t| Message::Text(t.into())));
+            rx = Some(r);
+        }
+    }
+    let mut ok = true;
+    for msg in first {
+        hub.metrics.frames_out.fetch_add(1, Ordering::Relaxed);
+        ok = ok && send(&mut sink, msg, ping_every).await;
+    }
+    while ok {
+        tokio::select! {
+            event = recv(&mut rx) => {
+                let mut batch = Vec::with_capacity(8);
+                let mut next = Some(event);
+                while let Some(event) = next.take() {
+                    match event {
+                        Ok(event) => {
+                            if let Some(msg) = to_message(&event, legacy, verbose) {
+                                batch.push(msg);
+                            }
+                        }
+                        Err(RecvError::Lagged(missed)) => {
+                            hub.metrics.resyncs.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(missed, "consumer behind: resync with a snapshot");
+                            batch.clear();
+                            if legacy {
+                                let (texts, r) = hub.subscribe_legacy();
+                                batch.extend(texts.into_iter().map(|t| Message::Text(t.into())));
+                                rx = Some(r);
+                            } else if let Some(id) = current {
+                                match hub.subscribe(id, false) {
+                                    Ok((snapshot, r)) => {
+                                        batch.push(Message::Binary(snapshot));
+                                        rx = Some(r);
+                                    }
+                                    Err(_) => rx = None,
+                                }
+                            }
+                        }
+                        Err(RecvError::Closed) => {
+                            // The training was dropped (retention).
+                            rx = None;
+                            if !follow && !legacy {
+                                close(&mut sink, 1000, "training removed").await;
+                                ok = false;
+                            }
+                        }
+                    }
+                    if batch.len() < SEND_BATCH {
+                        if let Some(r) = rx.as_mut() {
+                            match r.try_recv() {
+                                Ok(e) => next = Some(Ok(e)),
+                                Err(broadcast::error::TryRecvError::Lagged(n)) => next = Some(Err(RecvError::Lagged(n))),
+                                Err(_) => {}
+                            }
+                        }
+                    }
+                }
+                if !batch.is_empty() && ok {
+                    hub.metrics.frames_out.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    ok = feed_all(&mut sink, batch, ping_every).await;
+                }
+            }
+            changed = latest.changed(), if follow => {
+                if changed.is_err() {
+                    continue;
+                }
+                let id = *latest.borrow_and_update();
+                if id.is_none() || id == current {
+                    continue;
+                }
+                if let Some(id) = id {
+                    if let Ok((snapshot, r)) = hub.subscribe(id, false) {
+                        current = Some(id);
+                        rx = Some(r);
+                        hub.metrics.frames_out.fetch_add(1, Ordering::Relaxed);
+                        ok = send(&mut sink, Message::Binary(snapshot), ping_every).await;
+                    }
+                }
+            }
+            msg = stream.next() => {
+                match msg {
+                    None | Some(Ok(Message::Close(_))) => break,
+                    Some(Err(e)) => {
+                        let (code, reason) = read_error(&hub, &e);
+                        close(&mut sink, code, &reason).await;
+                        break;
+                    }
+                    Some(Ok(_)) => last_seen = Instant::now(),
+                }
+            }
+            _ = ping.tick() => {
+                if last_seen.elapsed() > ping_every * 2 {
+                    close(&mut sink, CLOSE_POLICY, "no pong").await;
+                    break;
+                }
+                ok = send(&mut sink, Message::Ping(Default::default()), ping_every).await;
+            }
+            _ = shutdown.changed() => {
+                close(&mut sink, CLOSE_GOING_AWAY, "relay shutting down").await;
+                break;
+            }
+        }
+    }
+}
+
+fn to_message(event: &Event, legacy: bool, verbose: bool) -> Option<Message> {
+    if legacy {
+        if event.verbose_only && !verbose {
+            return None;
+        }
+        event
+            .legacy
+            .as_ref()
+            .map(|text| Message::Text(text.clone().into()))
+    } else {
+        Some(Message::Binary(event.bin.clone()))
+    }
+}
+
+async fn feed_all<S>(sink: &mut S, batch: Vec<Message>, timeout: Duration) -> bool
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    let work = async {
+        for msg in batch {
+            sink.feed(msg).await?;
+        }
+        sink.flush().await
+    };
+    matches!(tokio::time::timeout(timeout, work).await, Ok(Ok(())))
+}

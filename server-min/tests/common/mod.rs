@@ -1,0 +1,276 @@
+//! Helpers shared by the integration tests: a real relay on a loopback port,
+//! real WebSocket clients, a tiny HTTP client.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use watchtrain_protocol::*;
+use watchtrain_relay::{run, Config, RelayError};
+
+/// How long a test waits for anything before failing.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A relay running in this process on 127.0.0.1:<random port>.
+pub struct Relay {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), RelayError>>,
+}
+
+impl Relay {
+    pub async fn start(config: Config) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(run(listener, config, async {
+            let _ = stopped.await;
+        }));
+        Relay {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub fn ws(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(WAIT, &mut self.task)
+            .await
+            .expect("relay stops in time")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub async fn connect(url: &str) -> Ws {
+    let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+        .await
+        .expect("connect in time")
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    ws
+}
+
+/// Connects and returns the HTTP status of a refused handshake.
+pub async fn connect_status(url: &str) -> u16 {
+    match tokio_tungstenite::connect_async(url).await {
+        Ok(_) => 101,
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(e) => panic!("unexpected error {e}"),
+    }
+}
+
+pub async fn send_frame(ws: &mut Ws, frame: &Frame) {
+    let bytes = frame.to_bytes().unwrap().to_vec();
+    ws.send(Message::Binary(bytes.into())).await.unwrap();
+}
+
+/// The next data message (pings answered and skipped).
+pub async fn next_message(ws: &mut Ws) -> Message {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a message in time")
+            .expect("stream open")
+            .expect("no error");
+        match msg {
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+            msg => return msg,
+        }
+    }
+}
+
+pub async fn recv_frame(ws: &mut Ws) -> Frame {
+    match next_message(ws).await {
+        Message::Binary(bytes) => Frame::decode(&bytes).unwrap(),
+        other => panic!("expected a binary frame, got {other:?}"),
+    }
+}
+
+pub async fn recv_text(ws: &mut Ws) -> String {
+    match next_message(ws).await {
+        Message::Text(text) => text.to_string(),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+/// Receives frames until `pred` holds for the state they build (starting from `state`).
+pub async fn recv_until(
+    ws: &mut Ws,
+    state: &mut TrainingState,
+    pred: impl Fn(&TrainingState) -> bool,
+) {
+    while !pred(state) {
+        let frame = recv_frame(ws).await;
+        state.apply(&frame).unwrap();
+    }
+}
+
+pub fn metrics(names: &[&str]) -> Metrics {
+    names.iter().map(|m| truncated(m)).collect()
+}
+
+pub fn register_frame(id: u32, name: &str, run_key: &str, names: &[&str], epochs: u32) -> Frame {
+    Frame {
+        training_id: id,
+        seq: 0,
+        action: Action::Register(Register {
+            name: truncated(name),
+            run_key: truncated(run_key),
+            metrics: metrics(names),
+            epochs,
+            batches: 10,
+        }),
+    }
+}
+
+/// Registers and returns (training id, last_seq) from the relay's ack.
+pub async fn register(
+    ws: &mut Ws,
+    id: u32,
+    name: &str,
+    run_key: &str,
+    names: &[&str],
+    epochs: u32,
+) -> (u32, u32) {
+    send_frame(ws, &register_frame(id, name, run_key, names, epochs)).await;
+    loop {
+        let frame = recv_frame(ws).await;
+        if let Action::Ack(ack) = frame.action {
+            return (frame.training_id, ack.seq);
+        }
+    }
+}
+
+/// Waits for the ack covering `seq`.
+pub async fn wait_ack(ws: &mut Ws, seq: u32) {
+    loop {
+        let frame = recv_frame(ws).await;
+        if let Action::Ack(ack) = frame.action {
+            if ack.seq >= seq {
+                return;
+            }
+        }
+    }
+}
+
+pub fn progress(id: u32, seq: u32, epoch: u32, batch: u32) -> Frame {
+    Frame {
+        training_id: id,
+        seq,
+        action: Action::Progress(Progress {
+            phase: Phase::Train,
+            epoch,
+            epochs: 0,
+            batch,
+            batches: 10,
+        }),
+    }
+}
+
+pub fn stats(id: u32, seq: u32, epoch: u32, values: &[f32]) -> Frame {
+    Frame {
+        training_id: id,
+        seq,
+        action: Action::Stats(Stats {
+            epoch,
+            duration_ms: 1000,
+            values: Values::from_slice(values).unwrap(),
+        }),
+    }
+}
+
+pub fn finished(id: u32, seq: u32) -> Frame {
+    Frame {
+        training_id: id,
+        seq,
+        action: Action::Finished(Finished {
+            outcome: Outcome::Completed,
+            reason: truncated("done"),
+        }),
+    }
+}
+
+/// The state of a snapshot frame.
+pub fn snapshot_state(frame: &Frame) -> TrainingState {
+    match &frame.action {
+        Action::Snapshot(s) => s.clone(),
+        other => panic!("expected a snapshot, got {other:?}"),
+    }
+}
+
+/// A plain HTTP/1.1 request; returns (status, body).
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    tcp.write_all(body).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(WAIT, tcp.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_string();
+    let body = if text
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(&body)
+    } else {
+        body
+    };
+    (status, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+pub async fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
+    let (status, body) = http(addr, "GET", path, &[], b"").await;
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}

@@ -1,0 +1,1 @@
+//! The #[wasm_bindgen] shim (feature `wasm`).

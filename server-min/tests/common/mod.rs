@@ -274,3 +274,19 @@ pub async fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
     assert_eq!(status, 200, "{path}: {body}");
     serde_json::from_str(&body).unwrap()
 }
+
+/// Waits until the relay lists training `id`.
+pub async fn wait_training(addr: SocketAddr, id: u32) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while http(addr, "GET", &format!("/v1/trainings/{id}"), &[], b"")
+        .await
+        .0
+        != 200
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "training {id} never appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

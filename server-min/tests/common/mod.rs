@@ -290,3 +290,58 @@ pub async fn wait_training(addr: SocketAddr, id: u32) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// The real `watchtrain-relay` binary, started on a loopback port with `args`.
+pub struct Binary {
+    pub child: tokio::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl Binary {
+    pub async fn start(args: &[&str]) -> Binary {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_watchtrain-relay"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("relay prints its address")
+            .unwrap()
+            .expect("a first line");
+        let addr = first
+            .strip_prefix("watchtrain-relay listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {first}"))
+            .parse()
+            .unwrap();
+        // Keep reading stdout so the relay never blocks on it.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Binary { child, addr }
+    }
+
+    pub fn ws(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// Resident memory of the relay process in KiB (Linux).
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.child.id().unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// SIGKILL, no goodbye.
+    pub async fn kill9(mut self) {
+        self.child.kill().await.unwrap();
+    }
+}

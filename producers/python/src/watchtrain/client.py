@@ -124,6 +124,7 @@ class Run:
         self._pending: "collections.deque[_Entry]" = collections.deque()
         self._seq = 0  # last seq given to a frame
         self._progress: Optional[list] = None  # [phase, epoch, epochs, batch, batches], overwritten by the training
+        self._progress_before: Optional[list] = None  # the last progress of the phase before the current one
         self._training_id = 0  # assigned by the relay at the first registration
         self._acked = 0  # highest seq the relay said it has
         self._handshaken = False
@@ -182,7 +183,8 @@ class Run:
                     changed = True
                 if changed:
                     self._register = reg
-                    self._push(0, reg)
+                    if self.enabled and not self._closed:
+                        self._push(0, reg)
             self._wake.set()
         except Exception as e:  # pragma: no cover - a bug here must not reach the training
             self._warn_once("configure", "watchtrain: configure failed: %r", e)
@@ -203,13 +205,11 @@ class Run:
     def progress(self, batch: int, batches: int = 0, *, epoch: Optional[int] = None,
                  epochs: Optional[int] = None, phase: str = "train") -> None:
         """Where the training is: ``batch`` of ``batches`` done in ``phase`` of ``epoch``. Costs an assignment."""
-        self._progress = [
-            phase,
-            self._epoch if epoch is None else epoch,
-            self._epochs if epochs is None else epochs,
-            batch,
-            batches,
-        ]
+        cell = [phase, self._epoch if epoch is None else epoch, self._epochs if epochs is None else epochs, batch, batches]
+        old = self._progress
+        if old is not None and old[0] != phase:
+            self._progress_before = old  # the other phase's last value is sent too
+        self._progress = cell
 
     def track(self, iterable: Iterable, phase: str = "train", *, total: Optional[int] = None,
               epoch: Optional[int] = None) -> Iterator:
@@ -220,6 +220,9 @@ class Run:
             except Exception:
                 total = 0
         cell = [phase, self._epoch if epoch is None else epoch, self._epochs, 0, total]
+        old = self._progress
+        if old is not None and old[0] != phase:
+            self._progress_before = old  # the other phase's last value is sent too
         self._progress = cell
         if not self.enabled:
             yield from iterable
@@ -277,7 +280,6 @@ class Run:
         if self._finished:
             return
         self._finished = True
-        self._progress = None
         outcome = outcome if outcome in p.OUTCOMES else "failed"
         self._enqueue(p.Finished(outcome, p.truncated(str(reason), p.MAX_REASON_LEN)))
         if close:
@@ -366,7 +368,7 @@ class Run:
             now = time.monotonic()
             if self._closing and deadline is None:
                 deadline = now + self.close_timeout
-            if deadline is not None and (now >= deadline or (not self._pending and ws is not None) or self._finished_and_flushed(ws)):
+            if deadline is not None and (now >= deadline or (ws is not None and not self._has_unsent())):
                 break
             if ws is None:
                 if now < next_attempt:
@@ -389,17 +391,23 @@ class Run:
                     backoff = min(backoff * 2, 30.0)
                     continue
             try:
-                self._send_pending(ws)
                 cell = self._progress
-                if cell is not None and not self._finished:
+                if cell is not None:
                     snapshot = tuple(cell)
                     now = time.monotonic()
-                    if snapshot != last_progress and now - last_progress_at >= self.progress_interval:
-                        phase, epoch, epochs, batch, batches = snapshot
-                        frame = p.Frame(self._training_id, 0, p.Progress(phase, int(epoch), int(epochs or 0),
-                                                                          int(batch), int(batches or 0)))
-                        ws.send(p.encode(frame))
+                    # The latest progress goes at most every progress_interval, and always just
+                    # before numbered frames (so the last batch of an epoch shows before its stats).
+                    unsent = self._has_unsent()
+                    due = not self._finished and now - last_progress_at >= self.progress_interval
+                    if snapshot != last_progress and (due or unsent):
+                        before = self._progress_before
+                        if before is not None:
+                            self._progress_before = None
+                            if tuple(before) != last_progress:
+                                ws.send(p.encode(self._progress_frame(tuple(before))))
+                        ws.send(p.encode(self._progress_frame(snapshot)))
                         last_progress, last_progress_at = snapshot, now
+                self._send_pending(ws)
                 for message in ws.poll(0.0 if self._wake.is_set() else min(0.1, self.progress_interval)):
                     self._on_message(message)
                 self._wake.clear()
@@ -415,8 +423,13 @@ class Run:
             self._goodbye(ws, deadline or time.monotonic() + 0.5)
         self.connected.clear()
 
-    def _finished_and_flushed(self, ws: Optional[WebSocket]) -> bool:
-        return ws is not None and not any(not e.sent for e in self._pending)
+    def _progress_frame(self, snapshot: tuple) -> p.Frame:
+        phase, epoch, epochs, batch, batches = snapshot
+        return p.Frame(self._training_id, 0, p.Progress(phase, int(epoch), int(epochs or 0), int(batch), int(batches or 0)))
+
+    def _has_unsent(self) -> bool:
+        with self._lock:
+            return any(not e.sent for e in self._pending)
 
     def _connect(self) -> WebSocket:
         ws = WebSocket(self.url, PRODUCE_PATH, self.token, timeout=self.timeout)

@@ -1,0 +1,279 @@
+"""The client against the real relay on loopback: the happy path, and every way the relay can fail."""
+
+import math
+import socket
+import threading
+import time
+
+import pytest
+
+import watchtrain
+from conftest import run_python, wait_for
+
+METRICS = ["train_loss", "valid_loss", "accuracy"]
+
+
+def values(epoch):
+    return {"train_loss": 1.0 / (epoch + 1), "valid_loss": 1.2 / (epoch + 1), "accuracy": 0.5 + epoch / 100}
+
+
+def assert_every_epoch_once(relay, training_id, epochs):
+    rows = relay.history(training_id)
+    assert [r[0] for r in rows] == list(range(epochs)), rows
+    for epoch, *vals in rows:
+        want = values(epoch)
+        assert vals == pytest.approx([want[m] for m in METRICS], rel=1e-6)
+
+
+def test_register_progress_stats_finish(relay):
+    run = watchtrain.Run("happy path", metrics=METRICS, epochs=4, batches=20, url=relay.url, progress_interval=0.01)
+    for epoch in run.epochs():
+        for _ in run.track(range(20)):
+            time.sleep(0.002)
+        for _ in run.track(range(5), phase="valid"):
+            pass
+        run.log_epoch(epoch, **values(epoch))
+    run.log("done", level="warn")
+    run.finish()
+    assert run.close()
+    state = relay.state(run.training_id)
+    assert state["name"] == "happy path"
+    assert state["metrics"] == METRICS
+    assert state["status"] == "completed"
+    assert state["epochs"] == 4 and state["latest_epoch"] == 3
+    assert state["train"] == {"done": 20, "total": 20}
+    assert state["valid"] == {"done": 5, "total": 5}
+    assert state["last_seq"] == 4 + 1 + 1  # stats, the log line, the finish
+    assert state["latest"]["accuracy"] == pytest.approx(0.53)
+    assert_every_epoch_once(relay, run.training_id, 4)
+
+
+def test_context_manager_reports_the_exception(relay):
+    with pytest.raises(ZeroDivisionError):
+        with watchtrain.Run("crash", url=relay.url) as run:
+            run.log_epoch(0, loss=0.5)
+            1 / 0
+    state = relay.state(run.training_id)
+    assert state["status"] == "failed"
+    assert state["reason"] == "ZeroDivisionError: division by zero"
+    assert state["metrics"] == ["loss"]
+
+
+def test_keyboard_interrupt_is_cancelled(relay):
+    with pytest.raises(KeyboardInterrupt):
+        with watchtrain.Run("ctrl-c", url=relay.url) as run:
+            raise KeyboardInterrupt
+    assert relay.state(run.training_id)["status"] == "cancelled"
+
+
+def test_relay_down_at_start(relay_factory):
+    relay = relay_factory()  # not started: nothing listens on its port
+    run = watchtrain.Run("late relay", metrics=METRICS, epochs=6, url=relay.url, close_timeout=15)
+    started = time.monotonic()
+    for epoch in range(3):
+        for _ in run.track(range(50)):
+            pass
+        run.log_epoch(epoch, **values(epoch))
+    assert time.monotonic() - started < 1.0, "a relay that is down must cost the training nothing"
+    assert run.training_id == 0
+    relay.start()
+    for epoch in range(3, 6):
+        run.log_epoch(epoch, **values(epoch))
+    run.finish()
+    assert run.training_id != 0
+    assert relay.state(run.training_id)["status"] == "completed"
+    assert_every_epoch_once(relay, run.training_id, 6)
+
+
+def test_relay_killed_mid_training_and_restarted(relay_factory):
+    relay = relay_factory().start()
+    run = watchtrain.Run("survivor", metrics=METRICS, epochs=12, url=relay.url, close_timeout=15)
+    wait_for(run.connected.is_set, what="first connection")
+    for epoch in range(12):
+        if epoch == 4:
+            wait_for(lambda: len(relay.history(run.training_id)) == 4, what="epochs 0-3 stored")
+            relay.pause()  # epochs 4 and 5 reach the relay's socket buffer, unread
+        if epoch == 6:
+            relay.kill()  # kill -9: no goodbye, the unread frames are gone
+        if epoch == 8:
+            relay.start()
+        for _ in run.track(range(30)):
+            pass
+        run.log_epoch(epoch, **values(epoch))
+        time.sleep(0.1)
+    run.finish()
+    state = relay.state(run.training_id)
+    assert state["status"] == "completed"
+    assert state["last_seq"] == 13
+    assert_every_epoch_once(relay, run.training_id, 12)
+
+
+def test_relay_paused_mid_training_costs_nothing_and_loses_nothing(relay):
+    """SIGSTOP: the relay's socket accepts bytes into the kernel buffer but nobody reads or answers."""
+    run = watchtrain.Run("paused relay", metrics=METRICS, url=relay.url, timeout=1.0, close_timeout=20)
+    wait_for(run.connected.is_set, what="connection")
+    relay.pause()
+    worst = 0.0
+    try:
+        for epoch in range(20):
+            for _ in run.track(range(200)):
+                pass
+            t = time.perf_counter()
+            run.log_epoch(epoch, **values(epoch))
+            run.log(f"epoch {epoch} " + "x" * 80)
+            worst = max(worst, time.perf_counter() - t)
+    finally:
+        relay.resume()
+    assert worst < 0.05, f"a call took {worst:.3f}s with the relay paused"
+    run.finish()
+    assert relay.state(run.training_id)["status"] == "completed"
+    assert_every_epoch_once(relay, run.training_id, 20)
+
+
+def test_relay_that_accepts_but_never_reads():
+    """A listener that accepts TCP connections and never reads a byte: no WebSocket, no answer."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    port = server.getsockname()[1]
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        run = watchtrain.Run("black hole", url=f"http://127.0.0.1:{port}", timeout=2.0, close_timeout=0.5)
+        started = time.perf_counter()
+        worst = 0.0
+        for epoch in range(30):
+            for _ in run.track(range(1000)):
+                pass
+            t = time.perf_counter()
+            run.log_epoch(epoch, loss=1.0 / (epoch + 1))
+            worst = max(worst, time.perf_counter() - t)
+        elapsed = time.perf_counter() - started
+        t = time.perf_counter()
+        delivered = run.close()
+        closing = time.perf_counter() - t
+    finally:
+        stop.set()
+        thread.join()
+        for s in held:
+            s.close()
+        server.close()
+    assert held, "the client never connected"
+    assert not delivered
+    assert worst < 0.05, f"log_epoch took {worst:.3f}s"
+    assert elapsed < 1.5, f"30 epochs of 1000 batches took {elapsed:.2f}s against a black hole"
+    assert closing < 1.5, f"close() took {closing:.2f}s with a 0.5s timeout"
+
+
+def test_buffer_is_bounded_while_the_relay_is_down(relay_factory):
+    relay = relay_factory()
+    run = watchtrain.Run("bounded", url=relay.url, buffer=32, close_timeout=0.2)
+    for epoch in range(500):
+        run.log_epoch(epoch, loss=float(epoch))
+    assert len(run._pending) <= 32
+    run.close()
+
+
+def test_bad_urls_never_raise():
+    for url in ["http://127.0.0.1:1", "http://no-such-host.invalid:8555", "gopher://x", "http://[::1", "http://127.0.0.1:99999"]:
+        run = watchtrain.Run("bad url", url=url, close_timeout=0.2)
+        run.log_epoch(0, loss=1.0)
+        run.progress(1, 10)
+        run.finish()
+
+
+def test_off_is_a_no_op():
+    run = watchtrain.Run("off", url="off")
+    assert not run.enabled
+    assert list(run.track(range(3))) == [0, 1, 2]
+    run.log_epoch(0, loss=1.0)
+    assert run.close()
+
+
+def test_environment_configures_the_run(relay):
+    result = run_python(
+        "import watchtrain\n"
+        "run = watchtrain.Run()\n"
+        "run.log_epoch(0, loss=0.25)\n"
+        "run.finish()\n"
+        "print(run.training_id)\n",
+        env={"WATCHTRAIN_URL": relay.url, "WATCHTRAIN_NAME": "from env", "WATCHTRAIN_RUN_KEY": "env-key"},
+    )
+    assert result.returncode == 0, result.stderr
+    training_id = int(result.stdout)
+    state = relay.state(training_id)
+    assert state["name"] == "from env" and state["run_key"] == "env-key" and state["status"] == "completed"
+
+
+def test_atexit_reports_an_uncaught_exception(relay):
+    result = run_python(
+        "import watchtrain\n"
+        f"run = watchtrain.Run('dies', url={relay.url!r})\n"
+        "run.log_epoch(0, loss=0.5)\n"
+        "print(run.training_id, flush=True)\n"
+        "raise RuntimeError('CUDA out of memory')\n"
+    )
+    assert result.returncode == 1
+    assert "CUDA out of memory" in result.stderr
+    training_id = wait_for(lambda: [t["id"] for t in relay.trainings() if t["name"] == "dies"], what="training")[0]
+    state = relay.state(training_id)
+    assert state["status"] == "failed"
+    assert state["reason"] == "RuntimeError: CUDA out of memory"
+
+
+def test_atexit_completes_a_script_that_just_ends(relay):
+    result = run_python(
+        "import watchtrain\n"
+        f"run = watchtrain.Run('ends', url={relay.url!r})\n"
+        "for e in range(3): run.log_epoch(e, loss=1 / (e + 1))\n"
+    )
+    assert result.returncode == 0, result.stderr
+    [training] = [t for t in relay.trainings() if t["name"] == "ends"]
+    assert training["status"] == "completed"
+    assert len(relay.history(training["id"])) == 3
+
+
+def test_same_run_key_continues_after_a_producer_restart(relay):
+    for part in range(2):
+        result = run_python(
+            "import watchtrain\n"
+            f"run = watchtrain.Run('resumed', url={relay.url!r}, run_key='resume-me', metrics=['loss'])\n"
+            f"for e in range({part * 3}, {part * 3 + 3}): run.log_epoch(e, loss=1 / (e + 1))\n"
+            "run.close()\n"
+            "print(run.training_id)\n"
+        )
+        assert result.returncode == 0, result.stderr
+    training_id = int(result.stdout)
+    assert [r[0] for r in relay.history(training_id)] == [0, 1, 2, 3, 4, 5]
+    assert relay.state(training_id)["last_seq"] == 6
+
+
+def test_token(relay_factory):
+    relay = relay_factory("--token", "s3cret").start()
+    good = watchtrain.Run("with token", url=relay.url, token="s3cret")
+    good.log_epoch(0, loss=1.0)
+    assert good.close(timeout=5)
+    assert relay.state(good.training_id, token="s3cret")["latest"] == {"loss": 1.0}
+    bad = watchtrain.Run("without token", url=relay.url, close_timeout=0.5)
+    bad.log_epoch(0, loss=1.0)
+    assert not bad.close()
+    assert bad.training_id == 0
+
+
+def test_non_finite_values_arrive(relay):
+    run = watchtrain.Run("nan", metrics=["loss", "grad"], url=relay.url)
+    run.log_epoch(0, loss=math.nan, grad=math.inf)
+    run.finish()
+    frame_values = relay.history(run.training_id)[0][1:]
+    assert math.isnan(frame_values[0]) and frame_values[1] == math.inf

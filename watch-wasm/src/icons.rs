@@ -106,3 +106,36 @@ impl Icon {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use embedded_graphics::mock_display::MockDisplay;
+
+    #[test]
+    fn the_stop_icon_is_a_grey_square_on_transparent() {
+        let mut display: MockDisplay<Rgb888> = MockDisplay::new();
+        Icon::Cancelled.draw(Point::zero(), &mut display).unwrap();
+        let grey = Rgb888::new(0x9a, 0xa0, 0xa6);
+        let expected: Vec<Pixel<Rgb888>> = (3..13)
+            .flat_map(|y| (3..13).map(move |x| Pixel(Point::new(x, y), grey)))
+            .collect();
+        let mut want: MockDisplay<Rgb888> = MockDisplay::new();
+        want.draw_iter(expected).unwrap();
+        display.assert_eq(&want);
+    }
+
+    #[test]
+    fn every_icon_is_a_16x16_bmp() {
+        for icon in Icon::ALL {
+            let bmp = Bmp::<Rgb888>::from_slice(icon.bmp()).unwrap();
+            assert_eq!(
+                bmp.size(),
+                Size::new(ICON_SIZE, ICON_SIZE),
+                "{}",
+                icon.name()
+            );
+            assert_eq!(Icon::from_number(icon as u8), Some(icon));
+        }
+    }
+}

@@ -613,3 +613,115 @@ fn legend(
 }
 
 const MAX_TEXT: usize = crate::scene::MAX_TEXT_LEN;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use embedded_graphics::mock_display::MockDisplay;
+
+    fn draw(scene: &Scene) -> MockDisplay<Rgb888> {
+        let mut display = MockDisplay::new();
+        display.set_allow_overdraw(true);
+        // Skip the background so the pattern shows only the widget.
+        let mut widget = scene.clone();
+        widget.rects.retain(|r| r.color != Rgb888::BLACK);
+        widget.draw(&mut display).unwrap();
+        display
+    }
+
+    #[test]
+    fn a_bar_is_a_track_with_its_filled_part_on_top() {
+        let mut scene = Scene::new(Screen::new(64, 64));
+        bar(
+            &mut scene,
+            Point::new(1, 1),
+            10,
+            2,
+            0.34,
+            Rgb888::BLUE,
+            Rgb888::GREEN,
+        );
+        draw(&scene).assert_pattern(&[
+            "            ", //
+            " GGGBBBBBBB ", //
+            " GGGBBBBBBB ", //
+        ]);
+    }
+
+    #[test]
+    fn a_bar_clamps_its_fraction() {
+        for (fraction, expected) in [(-1.0, " BBBB"), (f32::NAN, " BBBB"), (7.0, " GGGG")] {
+            let mut scene = Scene::new(Screen::new(64, 64));
+            bar(
+                &mut scene,
+                Point::new(1, 0),
+                4,
+                1,
+                fraction,
+                Rgb888::BLUE,
+                Rgb888::GREEN,
+            );
+            draw(&scene).assert_pattern(&[expected]);
+        }
+    }
+
+    #[test]
+    fn an_isolated_point_is_a_dash_and_nan_a_gap() {
+        use watchtrain_protocol::*;
+        let mut state = TrainingState::new();
+        let metrics = [truncated("accuracy")].into_iter().collect();
+        let register = Register {
+            metrics,
+            epochs: 5,
+            ..Default::default()
+        };
+        state
+            .apply(&Frame {
+                training_id: 1,
+                seq: 0,
+                action: Action::Register(register),
+            })
+            .unwrap();
+        for (e, v) in [0.5, f32::NAN, 0.7, f32::INFINITY, 0.9]
+            .into_iter()
+            .enumerate()
+        {
+            let values = Values::from_slice(&[v]).unwrap();
+            let stats = Stats {
+                epoch: e as u32,
+                duration_ms: 1,
+                values,
+            };
+            state
+                .apply(&Frame {
+                    training_id: 1,
+                    seq: 0,
+                    action: Action::Stats(stats),
+                })
+                .unwrap();
+        }
+        let mut theme = Theme::dark();
+        theme.metrics[0] = Rgb888::GREEN;
+        let scene = layout(&state, Screen::VERSA3, &theme);
+        let curve: Vec<_, 8> = scene
+            .lines
+            .iter()
+            .filter(|l| l.color == Rgb888::GREEN)
+            .cloned()
+            .collect();
+        // Three finite points, each between non-finite ones: three dashes, no segment across a gap.
+        assert_eq!(curve.len(), 3);
+        for l in &curve {
+            assert_eq!((l.end - l.start, l.start.y), (Point::new(2, 0), l.end.y));
+        }
+        // Two NaN/inf ranges marked in red along the top.
+        assert_eq!(
+            scene
+                .lines
+                .iter()
+                .filter(|l| l.color == theme.alert)
+                .count(),
+            2
+        );
+    }
+}

@@ -1,0 +1,67 @@
+// The companion: wires the Rust companion (companion/load.js) to the watch
+// (messaging.peerSocket) and to the settings (relay URL, token, training).
+import * as messaging from "messaging";
+import { settingsStorage } from "settings";
+import { Companion, backend } from "./load";
+
+// A settings value as stored by the settings page: TextInput stores {"name": ...},
+// Select stores {"selected": [...], "values": [{name, value}]}.
+function setting(key) {
+  var raw = settingsStorage.getItem(key);
+  if (!raw) return "";
+  try {
+    var v = JSON.parse(raw);
+    if (typeof v === "string") return v;
+    if (v && v.values && v.values.length) return String(v.values[0].value);
+    if (v && typeof v.name === "string") return v.name;
+  } catch (e) {
+    return raw;
+  }
+  return "";
+}
+
+function send(json) {
+  var socket = messaging.peerSocket;
+  if (socket.readyState !== socket.OPEN) return;
+  try {
+    socket.send(JSON.parse(json));
+  } catch (e) {
+    // The watch's buffer is full: it gets a full repaint once it says hello again.
+    companion.watch_closed();
+  }
+}
+
+var companion = new Companion(send);
+
+function configure() {
+  companion.configure(setting("relay_url"), setting("token"), setting("training") || "latest");
+  listTrainings();
+}
+
+// The settings page's list of trainings, from the relay's GET /v1/trainings.
+function listTrainings() {
+  var base = setting("relay_url").trim().replace(/\/+$/, "");
+  if (!base || typeof fetch === "undefined") return;
+  var http = base.replace(/^ws:\/\//, "http://").replace(/^wss:\/\//, "https://");
+  if (!/^https?:\/\//.test(http)) http = "http://" + http;
+  var token = setting("token");
+  fetch(http + "/v1/trainings" + (token ? "?token=" + encodeURIComponent(token) : ""))
+    .then(function (r) { return r.json(); })
+    .then(function (body) {
+      var list = Array.isArray(body) ? body : body && body.trainings ? body.trainings : [];
+      var short = list.slice(0, 20).map(function (t) { return { id: t.id, name: String(t.name || "") }; });
+      settingsStorage.setItem("trainings_list", JSON.stringify(short));
+    })
+    .catch(function () {});
+}
+
+messaging.peerSocket.onmessage = function (evt) {
+  if (evt.data && evt.data.length) companion.watch_message(Float64Array.from(evt.data));
+};
+messaging.peerSocket.onclose = function () { companion.watch_closed(); };
+settingsStorage.onchange = function (evt) {
+  if (evt.key === "relay_url" || evt.key === "token" || evt.key === "training") configure();
+};
+
+console.log("watchtrain companion: " + backend);
+configure();

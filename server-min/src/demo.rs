@@ -56,6 +56,7 @@ pub async fn run(hub: Arc<Hub>) {
     let batch_wait =
         Duration::from_secs_f64(20.0 / f64::from(TRAIN_BATCHES + VALID_BATCHES) / speed);
     let mut noise = Noise(0x5eed);
+    let started = crate::hub::now_ms() / 1000;
     for run in 1u32.. {
         let (to_relay, from_demo) = mpsc::channel::<Result<Message, axum::Error>>(64);
         let (to_demo, mut from_relay) = mpsc::unbounded::<Message>();
@@ -66,16 +67,7 @@ pub async fn run(hub: Arc<Hub>) {
             from_demo,
             ProducerKind::Binary,
         ));
-        // Acks and errors from the relay: log them.
-        let reader = tokio::spawn(async move {
-            while let Some(msg) = from_relay.next().await {
-                if let Message::Text(text) = msg {
-                    tracing::warn!(%text, "demo frame refused");
-                }
-            }
-        });
         let mut to_relay = to_relay;
-        let mut seq = 0u32;
         let message = |frame: Frame| {
             let bytes = frame.to_bytes().map(|b| b.to_vec()).unwrap_or_default();
             Ok::<_, axum::Error>(Message::Binary(bytes.into()))
@@ -86,7 +78,7 @@ pub async fn run(hub: Arc<Hub>) {
             seq: 0,
             action: Action::Register(Register {
                 name: truncated(&format!("demo run {run} (simulated)")),
-                run_key: truncated(&format!("demo-{run}")),
+                run_key: truncated(&format!("demo-{started}-{run}")),
                 metrics,
                 epochs: EPOCHS,
                 batches: TRAIN_BATCHES,
@@ -95,6 +87,32 @@ pub async fn run(hub: Arc<Hub>) {
         if to_relay.send(message(register)).await.is_err() {
             return;
         }
+        // The relay's ack says where to continue numbering.
+        let mut seq = loop {
+            match from_relay.next().await {
+                Some(Message::Binary(bytes)) => match Frame::decode(&bytes) {
+                    Ok(Frame {
+                        action: Action::Ack(ack),
+                        ..
+                    }) => break ack.seq,
+                    _ => continue,
+                },
+                Some(Message::Text(text)) => {
+                    tracing::warn!(%text, "demo registration refused");
+                    return;
+                }
+                Some(_) => continue,
+                None => return,
+            }
+        };
+        // Later acks and errors from the relay: log the errors.
+        let reader = tokio::spawn(async move {
+            while let Some(msg) = from_relay.next().await {
+                if let Message::Text(text) = msg {
+                    tracing::warn!(%text, "demo frame refused");
+                }
+            }
+        });
         tracing::info!(run, "demo training started");
         for epoch in 0..EPOCHS {
             let started = Instant::now();

@@ -4,9 +4,9 @@
 
 use watchtrain_protocol::{Action, Frame, Status, TrainingState};
 
-use crate::face::face;
-use crate::pool::Pool;
-use crate::watch::{self, AlertKind, RelayState, Value};
+use watchtrain_watch::{format, layout, vector, Scene, Screen, Theme};
+
+use crate::watch::{self, AlertKind, Out, RelayState};
 
 /// Least time between two paints while the screen is on, in milliseconds.
 pub const PAINT_INTERVAL_MS: f64 = 1000.0;
@@ -44,8 +44,10 @@ pub struct Core {
     watch_open: bool,
     /// The watch's screen is on (only alerts go while it is off).
     screen_on: bool,
-    /// The pool the watch shows; `None` when unknown (full repaint next).
-    shown: Option<Pool>,
+    /// The screen of the watch (Versa 3 and Sense: 336x336).
+    screen: Screen,
+    /// The scene the watch shows; `None` when unknown (full repaint next).
+    shown: Option<Scene>,
     /// The state changed since the last paint.
     dirty: bool,
     /// When the last paint went out.
@@ -76,6 +78,7 @@ impl Core {
             relay: RelayState::Connecting,
             watch_open: false,
             screen_on: true,
+            screen: Screen::VERSA3,
             shown: None,
             dirty: true,
             last_paint_ms: f64::NEG_INFINITY,
@@ -109,13 +112,13 @@ impl Core {
     }
 
     /// The relay connection changed. Returns the messages to send now.
-    pub fn relay_state(&mut self, state: RelayState) -> Vec<Value> {
+    pub fn relay_state(&mut self, state: RelayState) -> Vec<Out> {
         if state == self.relay {
             return Vec::new();
         }
         self.relay = state;
         if self.watch_open {
-            vec![watch::relay_message(state)]
+            vec![Out::Message(watch::relay_message(state))]
         } else {
             Vec::new()
         }
@@ -129,7 +132,7 @@ impl Core {
 
     /// A message from the watch, as its numbers (`[1, screen_on]`).
     /// Returns the messages to send now: the relay state and a full repaint.
-    pub fn watch_message(&mut self, items: &[f64], now_ms: f64) -> Vec<Value> {
+    pub fn watch_message(&mut self, items: &[f64], now_ms: f64) -> Vec<Out> {
         let Some(screen_on) = watch::parse_hello(items) else {
             return Vec::new();
         };
@@ -137,7 +140,7 @@ impl Core {
         self.screen_on = screen_on;
         self.shown = None;
         self.dirty = true;
-        let mut out = vec![watch::relay_message(self.relay)];
+        let mut out = vec![Out::Message(watch::relay_message(self.relay))];
         if screen_on {
             out.extend(self.paint(now_ms));
         }
@@ -147,7 +150,7 @@ impl Core {
     /// One binary frame from the relay. Returns the messages to send now:
     /// alerts at once, a paint when the last one is at least
     /// [`PAINT_INTERVAL_MS`] old (otherwise [`Core::next_paint_ms`] says when).
-    pub fn relay_frame(&mut self, bytes: &[u8], now_ms: f64) -> Vec<Value> {
+    pub fn relay_frame(&mut self, bytes: &[u8], now_ms: f64) -> Vec<Out> {
         let frame = match Frame::decode(bytes) {
             Ok(frame) => frame,
             Err(_) => {
@@ -190,7 +193,7 @@ impl Core {
     /// The alerts that the change from `before` to the current state makes.
     /// A state seen for the first time (a late join) announces nothing: only
     /// changes seen by this companion buzz, each once.
-    fn alerts(&mut self, before: Option<&TrainingState>) -> Vec<Value> {
+    fn alerts(&mut self, before: Option<&TrainingState>) -> Vec<Out> {
         let Some((_, state)) = &self.training else {
             return Vec::new();
         };
@@ -236,7 +239,7 @@ impl Core {
         if fresh != 0 && before.is_some() {
             let i = fresh.trailing_zeros() as usize;
             let metric = state.metrics.get(i).map_or("metric", |m| m.as_str());
-            let value = crate::face::value_text(state.latest[i]);
+            let value = format::value(state.latest[i]);
             events.push((AlertKind::NotFinite, format!("{metric} is {value}")));
         }
         self.alerted.not_finite = mask;
@@ -245,7 +248,7 @@ impl Core {
         }
         events
             .into_iter()
-            .map(|(kind, text)| watch::alert_message(kind, &text))
+            .map(|(kind, text)| Out::Message(watch::alert_message(kind, &text)))
             .collect()
     }
 
@@ -256,20 +259,34 @@ impl Core {
     }
 
     /// Paints if a paint is due at `now_ms`. Call it when [`Core::next_paint_ms`] comes.
-    pub fn tick(&mut self, now_ms: f64) -> Vec<Value> {
+    pub fn tick(&mut self, now_ms: f64) -> Vec<Out> {
         match self.next_paint_ms() {
             Some(due) if now_ms >= due || self.shown.is_none() => self.paint(now_ms),
             _ => Vec::new(),
         }
     }
 
-    /// The face of the current state as paint messages against what the watch shows.
-    fn paint(&mut self, now_ms: f64) -> Vec<Value> {
-        let pool = face(self.training.as_ref().map(|(_, s)| s));
-        let messages = watch::paint_messages(self.shown.as_ref(), &pool);
-        self.shown = Some(pool);
+    /// The watch's picture is unknown (e.g. a message was lost): repaint it whole.
+    pub fn resync(&mut self) {
+        self.shown = None;
+        self.dirty = true;
+    }
+
+    /// The face the watch should show now: the followed training's, or an empty one.
+    pub fn scene(&self) -> Scene {
+        match &self.training {
+            Some((_, state)) => layout(state, self.screen, &Theme::dark()),
+            None => layout(&TrainingState::new(), self.screen, &Theme::dark()),
+        }
+    }
+
+    /// The face of the current state as vector-op messages against what the watch shows.
+    fn paint(&mut self, now_ms: f64) -> Vec<Out> {
+        let scene = self.scene();
+        let messages = vector::encode(&scene, self.shown.as_ref());
+        self.shown = Some(scene);
         self.dirty = false;
         self.last_paint_ms = now_ms;
-        messages
+        messages.into_iter().map(Out::Paint).collect()
     }
 }

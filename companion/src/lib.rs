@@ -3,8 +3,9 @@
 //! The Fitbit companion of Watchtrain, in Rust: it connects to the relay's
 //! consumer WebSocket, keeps the followed training's [`TrainingState`], and
 //! turns each change into watch messages of at most 1 KiB
-//! ([`watch::MAX_MESSAGE_BYTES`]) for the Fitbit app's fixed pool of SVG
-//! elements: only what changed, a full repaint when the watch (re)connects,
+//! ([`watch::MAX_MESSAGE_BYTES`]): the shared watch face
+//! (`watchtrain_watch::layout`) as vector ops for the Fitbit app's fixed pool
+//! of SVG elements (`watchtrain_watch::vector`): only what changed, a full repaint when the watch (re)connects,
 //! about one paint a second while the screen is on, and alerts (finished,
 //! failed, stalled, NaN/inf) once per event.
 //!
@@ -16,13 +17,13 @@
 //! It is not: the watch side (that is `fitbit-app/app/`, which only paints).
 //!
 //! ```
-//! use watchtrain_companion::{Core, Follow};
+//! use watchtrain_companion::{watch, watch::Out, Core, Follow};
 //! use watchtrain_protocol::*;
 //!
 //! let mut core = Core::new(Follow::Latest);
 //! // The watch says hello with its screen on: it gets the relay state and a full repaint.
 //! let hello = core.watch_message(&[1.0, 1.0], 0.0);
-//! assert_eq!(hello[0].to_json(), "[2,0]");
+//! assert_eq!(hello[0], Out::Message(watch::relay_message(watch::RelayState::Connecting)));
 //!
 //! // A frame from the relay: the face changes, the watch gets the difference.
 //! let register = Frame { training_id: 3, seq: 0, action: Action::Register(Register {
@@ -36,8 +37,6 @@
 //! [`TrainingState`]: watchtrain_protocol::TrainingState
 
 pub mod core;
-pub mod face;
-pub mod pool;
 pub mod watch;
 #[cfg(target_arch = "wasm32")]
 pub mod web;

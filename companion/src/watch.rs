@@ -1,40 +1,21 @@
-//! The messages between the companion and the watch, and how a change of the
-//! pool becomes messages of at most [`MAX_MESSAGE_BYTES`].
+//! The messages between the companion and the watch.
 //!
-//! Fitbit messaging carries CBOR-encoded JavaScript values. Every message is
-//! an array whose first item is its type; numbers are integers, so CBOR
-//! spends 1 byte on 0..23, 2 on 24..255, 3 on 256..65535.
+//! Fitbit messaging carries CBOR-encoded JavaScript values, at most about
+//! 1 KiB each. Companion to watch:
 //!
-//! Companion to watch:
-//!
-//! | message | items |
+//! | message | JS value |
 //! |---|---|
-//! | paint | `[1, full, rects, lines, texts, images]` |
+//! | paint | an `ArrayBuffer`: one message of the watch face's vector ops (`watch-wasm/README.md`, at most 1024 bytes) |
 //! | relay | `[2, code]`: 0 connecting, 1 online, 2 offline |
 //! | alert | `[3, kind, text]`: kinds in [`AlertKind`] |
-//!
-//! In a paint, `full` is 1 when the watch must hide every pool element first
-//! (the first message of a full repaint), and each pool list is flat, with a
-//! fixed stride per element (`color` -1 hides the element):
-//!
-//! | list | stride | items |
-//! |---|---|---|
-//! | rects | 6 | `i, x, y, w, h, color` |
-//! | lines | 7 | `i, x1, y1, x2, y2, width, color` |
-//! | texts | 7 | `i, x, y, size, anchor, color, text` (anchor 0 start, 1 middle, 2 end) |
-//! | images | 4 | `i, x, y, icon` (icon -1 hides) |
 //!
 //! Watch to companion: `[1, screen_on]`, sent when the watch's socket opens
 //! and whenever its display turns on or off. The companion answers it with
 //! the relay state and a full repaint.
 
-use crate::pool::{Image, Line, Pool, Rect, Text};
-
-/// Largest message the watch accepts, in CBOR bytes (Fitbit's `MAX_MESSAGE_SIZE` is about 1 KiB).
+/// Largest message the watch accepts, in bytes (Fitbit's `MAX_MESSAGE_SIZE` is about 1 KiB).
 pub const MAX_MESSAGE_BYTES: usize = 1024;
 
-/// Type of a paint message.
-pub const MSG_PAINT: i64 = 1;
 /// Type of a relay-state message.
 pub const MSG_RELAY: i64 = 2;
 /// Type of an alert message.
@@ -66,6 +47,25 @@ pub enum AlertKind {
     NotFinite = 4,
     /// Someone stopped the training.
     Cancelled = 5,
+}
+
+/// One message to the watch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Out {
+    /// Vector ops, sent as an `ArrayBuffer`.
+    Paint(Vec<u8>),
+    /// A relay state or an alert, sent as a JS array.
+    Message(Value),
+}
+
+impl Out {
+    /// Its size in CBOR bytes as the watch's messaging carries it.
+    pub fn cbor_len(&self) -> usize {
+        match self {
+            Out::Paint(bytes) => head_len(bytes.len() as u64) + bytes.len(),
+            Out::Message(v) => v.cbor_len(),
+        }
+    }
 }
 
 /// One JavaScript value of a message (what CBOR carries).
@@ -171,264 +171,4 @@ pub fn parse_hello(items: &[f64]) -> Option<bool> {
         [t, on, ..] if *t as i64 == MSG_HELLO => Some(*on != 0.0),
         _ => None,
     }
-}
-
-fn color(c: u32) -> Value {
-    Value::Int(i64::from(c & 0xff_ffff))
-}
-
-fn rect_items(i: usize, r: Option<&Rect>) -> Vec<Value> {
-    let i = Value::Int(i as i64);
-    match r {
-        Some(r) => vec![
-            i,
-            Value::Int(r.x.into()),
-            Value::Int(r.y.into()),
-            Value::Int(r.w.into()),
-            Value::Int(r.h.into()),
-            color(r.color),
-        ],
-        None => vec![
-            i,
-            Value::Int(0),
-            Value::Int(0),
-            Value::Int(0),
-            Value::Int(0),
-            Value::Int(-1),
-        ],
-    }
-}
-
-fn line_items(i: usize, l: Option<&Line>) -> Vec<Value> {
-    let i = Value::Int(i as i64);
-    match l {
-        Some(l) => vec![
-            i,
-            Value::Int(l.x1.into()),
-            Value::Int(l.y1.into()),
-            Value::Int(l.x2.into()),
-            Value::Int(l.y2.into()),
-            Value::Int(l.width.into()),
-            color(l.color),
-        ],
-        None => {
-            let mut v = vec![i];
-            v.extend([0, 0, 0, 0, 0, -1].map(Value::Int));
-            v
-        }
-    }
-}
-
-fn text_items(i: usize, t: Option<&Text>) -> Vec<Value> {
-    let i = Value::Int(i as i64);
-    match t {
-        Some(t) => vec![
-            i,
-            Value::Int(t.x.into()),
-            Value::Int(t.y.into()),
-            Value::Int(t.size.into()),
-            Value::Int(t.anchor as i64),
-            color(t.color),
-            Value::Str(t.text.clone()),
-        ],
-        None => {
-            let mut v = vec![i];
-            v.extend([0, 0, 0, 0, -1].map(Value::Int));
-            v.push(Value::Str(String::new()));
-            v
-        }
-    }
-}
-
-fn image_items(i: usize, m: Option<&Image>) -> Vec<Value> {
-    let i = Value::Int(i as i64);
-    match m {
-        Some(m) => vec![
-            i,
-            Value::Int(m.x.into()),
-            Value::Int(m.y.into()),
-            Value::Int(m.icon.into()),
-        ],
-        None => vec![i, Value::Int(0), Value::Int(0), Value::Int(-1)],
-    }
-}
-
-/// One element's update: which list it goes in and its items.
-struct Op {
-    list: usize,
-    items: Vec<Value>,
-    bytes: usize,
-}
-
-/// The paint messages that turn `prev` into `next` on the watch.
-///
-/// With `prev` = `None` (the watch's picture is unknown: it just connected or
-/// its screen turned on) this is a full repaint: the first message has
-/// `full` = 1 and only shown elements are sent. Otherwise only the elements
-/// that differ are sent, and nothing at all when nothing differs. Every
-/// message is at most [`MAX_MESSAGE_BYTES`] CBOR bytes.
-pub fn paint_messages(prev: Option<&Pool>, next: &Pool) -> Vec<Value> {
-    let mut ops = Vec::new();
-    let full = prev.is_none();
-    fn diff<T: PartialEq>(
-        ops: &mut Vec<Op>,
-        list: usize,
-        prev: Option<&[Option<T>]>,
-        next: &[Option<T>],
-        items: fn(usize, Option<&T>) -> Vec<Value>,
-    ) {
-        for (i, n) in next.iter().enumerate() {
-            let changed = match prev {
-                None => n.is_some(),
-                Some(p) => p.get(i).map(Option::as_ref) != Some(n.as_ref()),
-            };
-            if changed {
-                let items = items(i, n.as_ref());
-                let bytes = items.iter().map(Value::cbor_len).sum();
-                ops.push(Op { list, items, bytes });
-            }
-        }
-    }
-    diff(
-        &mut ops,
-        0,
-        prev.map(|p| &p.rects[..]),
-        &next.rects,
-        rect_items,
-    );
-    diff(
-        &mut ops,
-        1,
-        prev.map(|p| &p.lines[..]),
-        &next.lines,
-        line_items,
-    );
-    diff(
-        &mut ops,
-        2,
-        prev.map(|p| &p.texts[..]),
-        &next.texts,
-        text_items,
-    );
-    diff(
-        &mut ops,
-        3,
-        prev.map(|p| &p.images[..]),
-        &next.images,
-        image_items,
-    );
-    if ops.is_empty() && !full {
-        return Vec::new();
-    }
-
-    let mut messages = Vec::new();
-    let mut lists: [Vec<Value>; 4] = Default::default();
-    let mut counts = [0usize; 4];
-    let mut payload = 0usize;
-    let size = |counts: &[usize; 4], payload: usize| {
-        // [1, full, r, l, t, i]: array head, type, flag, four list heads, items.
-        1 + 1 + 1 + counts.iter().map(|c| head_len(*c as u64)).sum::<usize>() + payload
-    };
-    let mut first = true;
-    for op in ops {
-        let mut next_counts = counts;
-        next_counts[op.list] += op.items.len();
-        if size(&next_counts, payload + op.bytes) > MAX_MESSAGE_BYTES && payload > 0 {
-            messages.push(paint(full && first, std::mem::take(&mut lists)));
-            first = false;
-            counts = [0; 4];
-            payload = 0;
-            next_counts = counts;
-            next_counts[op.list] += op.items.len();
-        }
-        counts = next_counts;
-        payload += op.bytes;
-        lists[op.list].extend(op.items);
-    }
-    if payload > 0 || (full && first) {
-        messages.push(paint(full && first, lists));
-    }
-    messages
-}
-
-fn paint(full: bool, lists: [Vec<Value>; 4]) -> Value {
-    let mut items = vec![Value::Int(MSG_PAINT), Value::Int(i64::from(full))];
-    items.extend(lists.into_iter().map(Value::Array));
-    Value::Array(items)
-}
-
-/// Applies paint messages to a pool, as the watch does: the reference the tests check against.
-pub fn apply_paint(pool: &mut Pool, message: &Value) -> Option<()> {
-    let Value::Array(items) = message else {
-        return None;
-    };
-    let int = |v: &Value| match v {
-        Value::Int(n) => Some(*n),
-        _ => None,
-    };
-    if int(items.first()?)? != MSG_PAINT {
-        return None;
-    }
-    if int(items.get(1)?)? == 1 {
-        *pool = Pool::new();
-    }
-    let list = |k: usize| match items.get(2 + k) {
-        Some(Value::Array(v)) => Some(v),
-        _ => None,
-    };
-    let n = |v: &[Value], k: usize| v.get(k).and_then(int).unwrap_or(0) as i32;
-    for c in list(0)?.chunks_exact(6) {
-        let i = n(c, 0) as usize;
-        let shown = n(c, 5) >= 0;
-        *pool.rects.get_mut(i)? = shown.then(|| Rect {
-            x: n(c, 1),
-            y: n(c, 2),
-            w: n(c, 3),
-            h: n(c, 4),
-            color: n(c, 5) as u32,
-        });
-    }
-    for c in list(1)?.chunks_exact(7) {
-        let i = n(c, 0) as usize;
-        let shown = n(c, 6) >= 0;
-        *pool.lines.get_mut(i)? = shown.then(|| Line {
-            x1: n(c, 1),
-            y1: n(c, 2),
-            x2: n(c, 3),
-            y2: n(c, 4),
-            width: n(c, 5),
-            color: n(c, 6) as u32,
-        });
-    }
-    for c in list(2)?.chunks_exact(7) {
-        let i = n(c, 0) as usize;
-        let shown = n(c, 5) >= 0;
-        let text = match &c[6] {
-            Value::Str(s) => s.clone(),
-            _ => String::new(),
-        };
-        let anchor = match n(c, 4) {
-            1 => crate::pool::Anchor::Middle,
-            2 => crate::pool::Anchor::End,
-            _ => crate::pool::Anchor::Start,
-        };
-        *pool.texts.get_mut(i)? = shown.then(|| Text {
-            x: n(c, 1),
-            y: n(c, 2),
-            size: n(c, 3),
-            anchor,
-            color: n(c, 5) as u32,
-            text,
-        });
-    }
-    for c in list(3)?.chunks_exact(4) {
-        let i = n(c, 0) as usize;
-        let shown = n(c, 3) >= 0;
-        *pool.images.get_mut(i)? = shown.then(|| Image {
-            x: n(c, 1),
-            y: n(c, 2),
-            icon: n(c, 3) as u8,
-        });
-    }
-    Some(())
 }

@@ -16,7 +16,7 @@ use wasm_bindgen::JsCast;
 use web_sys::{BinaryType, MessageEvent, WebSocket};
 
 use crate::core::{Core, Follow};
-use crate::watch::{RelayState, Value};
+use crate::watch::{Out, RelayState};
 
 /// First reconnect delay, doubled after each failure.
 pub const BACKOFF_MIN_MS: f64 = 500.0;
@@ -86,7 +86,8 @@ impl Drop for Socket {
 struct Inner {
     /// The logic.
     core: Core,
-    /// `send(json)`: hands one message to the watch.
+    /// `send(message)`: hands one message to the watch: a `Uint8Array` of
+    /// vector ops (a copy, to send as its `ArrayBuffer`) or JSON text of an array.
     send: Function,
     /// The consumer URL, empty until configured.
     url: String,
@@ -114,7 +115,8 @@ pub struct Companion {
 
 #[wasm_bindgen]
 impl Companion {
-    /// A companion that hands each watch message, as JSON text, to `send`.
+    /// A companion that hands each watch message to `send`: a `Uint8Array`
+    /// of vector ops (send its `buffer`) or the JSON text of an array (send `JSON.parse` of it).
     #[wasm_bindgen(constructor)]
     pub fn new(send: Function) -> Companion {
         let inner = Rc::new(RefCell::new(Inner {
@@ -189,6 +191,12 @@ impl Companion {
     /// The watch's messaging socket closed.
     pub fn watch_closed(&self) {
         self.inner.borrow_mut().core.watch_closed();
+    }
+
+    /// A message to the watch was lost (its buffer was full): repaint it whole.
+    pub fn resync(&self) {
+        self.inner.borrow_mut().core.resync();
+        emit(&self.inner, Vec::new());
     }
 
     /// One relay frame handed in directly (the same path the WebSocket takes).
@@ -312,11 +320,15 @@ fn on_frame(inner: &Rc<RefCell<Inner>>, bytes: &[u8]) {
 }
 
 /// Sends the messages to the watch, then arms the paint timer if a paint is waiting.
-fn emit(inner: &Rc<RefCell<Inner>>, out: Vec<Value>) {
+fn emit(inner: &Rc<RefCell<Inner>>, out: Vec<Out>) {
     let send = inner.borrow().send.clone();
     for message in &out {
         inner.borrow_mut().sent += 1;
-        let _ = send.call1(&JsValue::NULL, &JsValue::from_str(&message.to_json()));
+        let value: JsValue = match message {
+            Out::Paint(bytes) => Uint8Array::from(&bytes[..]).into(),
+            Out::Message(v) => JsValue::from_str(&v.to_json()),
+        };
+        let _ = send.call1(&JsValue::NULL, &value);
     }
     let mut i = inner.borrow_mut();
     if i.paint_timer.is_none() {

@@ -1,10 +1,9 @@
 //! The companion's rules, natively: frames in, watch messages out.
 
-use watchtrain_companion::face::{bar_width, face, BAR};
-use watchtrain_companion::pool::Pool;
-use watchtrain_companion::watch::{apply_paint, paint_messages, Value, MAX_MESSAGE_BYTES};
+use watchtrain_companion::watch::{Out, Value, MAX_MESSAGE_BYTES};
 use watchtrain_companion::{Core, Follow};
 use watchtrain_protocol::*;
+use watchtrain_watch::{layout, render, vector, Framebuffer, Screen, Theme};
 
 const ID: u32 = 4;
 
@@ -78,21 +77,20 @@ fn busy_state() -> TrainingState {
 }
 
 /// What a watch that applies every paint message shows.
-fn replay(pool: &mut Pool, messages: &[Value]) {
+fn replay(pool: &mut vector::Pool, messages: &[Out]) {
     for m in messages {
-        if let Value::Array(items) = m {
-            if items.first() == Some(&Value::Int(1)) {
-                apply_paint(pool, m).expect("well-formed paint");
-            }
+        if let Out::Paint(bytes) = m {
+            pool.apply(bytes).expect("well-formed paint");
         }
     }
 }
 
-fn kinds(messages: &[Value]) -> Vec<i64> {
+fn kinds(messages: &[Out]) -> Vec<i64> {
     messages
         .iter()
         .map(|m| match m {
-            Value::Array(items) => match items.first() {
+            Out::Paint(_) => 1,
+            Out::Message(Value::Array(items)) => match items.first() {
                 Some(Value::Int(k)) => *k,
                 _ => -1,
             },
@@ -101,11 +99,11 @@ fn kinds(messages: &[Value]) -> Vec<i64> {
         .collect()
 }
 
-fn alerts(messages: &[Value]) -> Vec<(i64, String)> {
+fn alerts(messages: &[Out]) -> Vec<(i64, String)> {
     messages
         .iter()
         .filter_map(|m| match m {
-            Value::Array(items) if items.first() == Some(&Value::Int(3)) => {
+            Out::Message(Value::Array(items)) if items.first() == Some(&Value::Int(3)) => {
                 match (&items[1], &items[2]) {
                     (Value::Int(k), Value::Str(s)) => Some((*k, s.clone())),
                     _ => None,
@@ -116,84 +114,76 @@ fn alerts(messages: &[Value]) -> Vec<(i64, String)> {
         .collect()
 }
 
-#[test]
-fn full_repaint_fits_messages_and_rebuilds_the_face() {
-    let state = busy_state();
-    let pool = face(Some(&state));
-    assert!(
-        pool.shown() > 100,
-        "a busy face uses the pool: {}",
-        pool.shown()
-    );
-    let messages = paint_messages(None, &pool);
-    assert!(messages.len() >= 2, "a busy face needs several messages");
-    for m in &messages {
-        assert!(m.cbor_len() <= MAX_MESSAGE_BYTES, "{} bytes", m.cbor_len());
-    }
-    // Only the first message clears the watch.
-    let fulls: Vec<_> = messages
+fn picture(pool: &vector::Pool) -> Framebuffer {
+    let mut fb = Framebuffer::new(336, 336);
+    pool.draw(&mut fb).unwrap();
+    fb
+}
+
+/// Largest channel difference (RGB565 rounding makes up to 4).
+fn max_difference(a: &Framebuffer, b: &Framebuffer) -> u8 {
+    a.data()
         .iter()
-        .map(|m| match m {
-            Value::Array(items) => items[1].clone(),
-            _ => unreachable!(),
-        })
-        .collect();
-    assert_eq!(fulls[0], Value::Int(1));
-    assert!(fulls[1..].iter().all(|f| *f == Value::Int(0)));
-    // A watch showing garbage ends up with exactly the face.
-    let mut watch = face(Some(&busy_state()));
-    watch.texts[0] = None;
-    watch.lines[150] = watch.lines[3].clone();
-    replay(&mut watch, &messages);
-    assert_eq!(watch, pool);
+        .zip(b.data())
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_full_repaint_fits_messages_and_draws_the_face() {
+    let state = busy_state();
+    let mut core = Core::new(Follow::Latest);
+    core.relay_frame(&state.to_snapshot(ID).to_bytes().unwrap(), 0.0);
+    let out = core.watch_message(&[1.0, 1.0], 10.0);
+    assert_eq!(kinds(&out)[0], 2, "the relay state first");
+    assert!(out.len() >= 2, "the relay state and the paint");
+    for m in &out {
+        if let Out::Paint(bytes) = m {
+            assert!(bytes.len() <= MAX_MESSAGE_BYTES, "{} bytes", bytes.len());
+        }
+    }
+    // A watch showing another face ends up with exactly this one.
+    let mut watch = vector::Pool::default();
+    let other = layout(&TrainingState::new(), Screen::VERSA3, &Theme::dark());
+    for m in vector::encode(&other, None) {
+        watch.apply(&m).unwrap();
+    }
+    replay(&mut watch, &out);
+    let raster = render(&state, Screen::VERSA3, &Theme::dark());
+    assert!(max_difference(&picture(&watch), &raster) <= 4);
 }
 
 #[test]
 fn a_diff_sends_only_what_changed() {
-    let mut state = busy_state();
-    let before = face(Some(&state));
-    assert!(paint_messages(Some(&before), &before).is_empty());
-    state
-        .apply(&Frame::decode(&progress(100, 40, 24)).unwrap())
-        .unwrap();
-    let after = face(Some(&state));
-    let messages = paint_messages(Some(&before), &after);
-    assert_eq!(messages.len(), 1);
-    let mut watch = before.clone();
-    replay(&mut watch, &messages);
-    assert_eq!(watch, after);
-    // A progress update is a few small ops, far from a full repaint.
-    let bytes = messages[0].cbor_len();
-    let full: usize = paint_messages(None, &after)
-        .iter()
-        .map(Value::cbor_len)
-        .sum();
-    assert!(bytes * 10 < full, "diff {bytes} B vs full {full} B");
-}
-
-#[test]
-fn hidden_elements_are_hidden_by_a_diff() {
-    let state = busy_state();
-    let before = face(Some(&state));
-    let after = face(None);
-    let mut watch = before.clone();
-    replay(&mut watch, &paint_messages(Some(&before), &after));
-    assert_eq!(watch, after);
-}
-
-#[test]
-fn the_batch_bar_is_as_wide_as_the_progress() {
     let mut core = Core::new(Follow::Latest);
-    let mut watch = Pool::new();
+    let mut watch = vector::Pool::default();
     replay(&mut watch, &core.watch_message(&[1.0, 1.0], 0.0));
-    replay(&mut watch, &core.relay_frame(&register(10), 10_000.0));
-    replay(&mut watch, &core.relay_frame(&progress(1, 0, 12), 20_000.0));
-    let (_, width) = BAR;
-    let widths: Vec<i32> = watch.rects.iter().flatten().map(|r| r.w).collect();
-    assert!(widths.contains(&bar_width(12, 48, width)), "{widths:?}");
-    assert_eq!(bar_width(12, 48, 256), 64);
-    assert_eq!(bar_width(50, 48, 256), 256);
-    assert_eq!(bar_width(1, 0, 256), 0);
+    let frames = [
+        register(10),
+        stats(1, 0, [0.9, 0.8, 0.5]),
+        stats(2, 1, [0.7, 0.7, 0.6]),
+    ];
+    for (i, bytes) in frames.iter().enumerate() {
+        replay(
+            &mut watch,
+            &core.relay_frame(bytes, 10_000.0 * (i as f64 + 1.0)),
+        );
+    }
+    let full: usize = vector::encode(&core.scene(), None)
+        .iter()
+        .map(Vec::len)
+        .sum();
+    let out = core.relay_frame(&progress(3, 2, 24), 100_000.0);
+    assert_eq!(kinds(&out), vec![1]);
+    let bytes = out[0].cbor_len();
+    assert!(bytes * 3 < full, "diff {bytes} B vs full {full} B");
+    replay(&mut watch, &out);
+    let (_, state) = core.training().unwrap();
+    let raster = render(state, Screen::VERSA3, &Theme::dark());
+    assert!(max_difference(&picture(&watch), &raster) <= 4);
+    // The same seq again: nothing changed, nothing sent.
+    assert!(core.relay_frame(&progress(3, 2, 24), 200_000.0).is_empty());
 }
 
 #[test]
@@ -238,10 +228,11 @@ fn screen_off_sends_only_alerts_and_screen_on_repaints() {
     );
     let on = core.watch_message(&[1.0, 1.0], 7_000.0);
     assert_eq!(kinds(&on), vec![2, 1]);
-    match &on[1] {
-        Value::Array(items) => assert_eq!(items[1], Value::Int(1), "a full repaint"),
-        _ => unreachable!(),
-    }
+    let Out::Paint(first) = &on[1] else {
+        unreachable!()
+    };
+    let full = vector::encode(&core.scene(), None);
+    assert_eq!(first, &full[0], "a full repaint");
 }
 
 #[test]

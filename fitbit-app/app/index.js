@@ -1,27 +1,24 @@
 // The watch side of Watchtrain: it only paints.
 //
-// The companion sends paint operations for a fixed pool of SVG elements
-// (resources/index.view: rects r0.., lines l0.., texts t0..), connection
-// states and alerts. The watch holds no chart logic: its heap is tiny.
-// The message format is written down in companion/src/watch.rs (the Rust
-// companion that makes the messages); the constants below mirror it.
+// The companion sends the watch face as vector ops for a fixed pool of SVG
+// elements (resources/index.view: rects r0.., lines l0.., texts t0.., images
+// i0..; op format in watch-wasm/README.md), connection states and alerts
+// (companion/src/watch.rs). The watch holds no chart logic: its heap is tiny.
 import document from "document";
 import * as messaging from "messaging";
 import { vibration } from "haptics";
 import { display } from "display";
 import { me } from "appbit";
 
-var MSG_PAINT = 1;
 var MSG_RELAY = 2;
 var MSG_ALERT = 3;
 var MSG_HELLO = 1; // watch -> companion: [1, screenOn]
 
-var RECT_STRIDE = 6; // i, x, y, w, h, color
-var LINE_STRIDE = 7; // i, x1, y1, x2, y2, width, color
-var TEXT_STRIDE = 7; // i, x, y, size, anchor, color, text
-var IMAGE_STRIDE = 4; // i, x, y, icon
-var ICONS = ["waiting", "running", "stalled", "completed", "failed", "cancelled", "logo"];
+// Vector ops (watch-wasm/README.md, version 1): an ArrayBuffer of ops after a version byte.
+var VERSION = 1;
+var OP_RECT = 1, OP_LINES = 2, OP_TEXT = 3, OP_IMAGE = 4, OP_HIDE = 5;
 var ANCHORS = ["start", "middle", "end"];
+var ICONS = ["waiting", "running", "stalled", "completed", "failed", "cancelled", "logo"];
 var ALERT_MS = 8000;
 
 me.appTimeoutEnabled = false; // keep the app open while a training is watched
@@ -45,59 +42,87 @@ var alertTimer = 0;
 var painted = false;
 var relay = -1;
 
+// An RGB565 colour as "#rrggbb".
 function color(c) {
-  var hex = c.toString(16);
+  var r = (c >> 11) & 31, g = (c >> 5) & 63, b = c & 31;
+  var rgb = (((r << 3) | (r >> 2)) << 16) | (((g << 2) | (g >> 4)) << 8) | ((b << 3) | (b >> 2));
+  var hex = rgb.toString(16);
   while (hex.length < 6) hex = "0" + hex;
   return "#" + hex;
 }
 
-function hideAll(list) {
-  for (var i = 0; i < list.length; i++) list[i].style.display = "none";
+function utf8(bytes, at, len) {
+  var s = "";
+  for (var i = at; i < at + len; i++) {
+    var b = bytes[i];
+    if (b < 0x80) s += String.fromCharCode(b);
+    else if (b >= 0xc0 && b < 0xe0 && i + 1 < at + len) { s += String.fromCharCode(((b & 31) << 6) | (bytes[i + 1] & 63)); i++; }
+    else if (b >= 0xe0 && b < 0xf0 && i + 2 < at + len) { s += String.fromCharCode(((b & 15) << 12) | ((bytes[i + 1] & 63) << 6) | (bytes[i + 2] & 63)); i += 2; }
+    else s += "?";
+  }
+  return s;
 }
 
-function paint(msg) {
-  if (msg[1]) {
-    hideAll(rects);
-    hideAll(lines);
-    hideAll(texts);
-    hideAll(images);
-  }
-  var r = msg[2], l = msg[3], t = msg[4], m = msg[5] || [], i, el;
-  for (i = 0; i + RECT_STRIDE <= r.length; i += RECT_STRIDE) {
-    el = rects[r[i]];
-    if (!el) continue;
-    if (r[i + 5] < 0) { el.style.display = "none"; continue; }
-    el.x = r[i + 1]; el.y = r[i + 2]; el.width = r[i + 3]; el.height = r[i + 4];
-    el.style.fill = color(r[i + 5]);
-    el.style.display = "inline";
-  }
-  for (i = 0; i + LINE_STRIDE <= l.length; i += LINE_STRIDE) {
-    el = lines[l[i]];
-    if (!el) continue;
-    if (l[i + 6] < 0) { el.style.display = "none"; continue; }
-    el.x1 = l[i + 1]; el.y1 = l[i + 2]; el.x2 = l[i + 3]; el.y2 = l[i + 4];
-    el.strokeWidth = l[i + 5];
-    el.style.fill = color(l[i + 6]);
-    el.style.display = "inline";
-  }
-  for (i = 0; i + TEXT_STRIDE <= t.length; i += TEXT_STRIDE) {
-    el = texts[t[i]];
-    if (!el) continue;
-    if (t[i + 5] < 0) { el.style.display = "none"; continue; }
-    el.x = t[i + 1]; el.y = t[i + 2];
-    el.style.fontSize = t[i + 3];
-    el.textAnchor = ANCHORS[t[i + 4]] || "start";
-    el.style.fill = color(t[i + 5]);
-    el.text = t[i + 6];
-    el.style.display = "inline";
-  }
-  for (i = 0; i + IMAGE_STRIDE <= m.length; i += IMAGE_STRIDE) {
-    el = images[m[i]];
-    if (!el) continue;
-    if (m[i + 3] < 0 || !ICONS[m[i + 3]]) { el.style.display = "none"; continue; }
-    el.x = m[i + 1]; el.y = m[i + 2];
-    el.href = "icons/" + ICONS[m[i + 3]] + ".png";
-    el.style.display = "inline";
+// Applies one message of vector ops to the element pool. A bad op stops the message.
+function paint(buffer) {
+  var b = new Uint8Array(buffer);
+  if (b.length < 1 || b[0] !== VERSION) return;
+  var p = 1, el, id, n, k, x, y;
+  function u8() { return b[p++]; }
+  function u16() { var v = b[p] | (b[p + 1] << 8); p += 2; return v; }
+  function i16() { var v = u16(); return v >= 32768 ? v - 65536 : v; }
+  while (p < b.length) {
+    var op = u8();
+    if (op === OP_RECT) {
+      el = rects[u8()];
+      x = i16(); y = i16();
+      var w = u16(), h = u16(), fill = u16();
+      if (!el) return;
+      el.x = x; el.y = y; el.width = w; el.height = h;
+      el.style.fill = color(fill);
+      el.style.display = "inline";
+    } else if (op === OP_LINES) {
+      id = u8(); n = u8();
+      var width = u8(), stroke = color(u16());
+      x = i16(); y = i16();
+      for (k = 0; k < n; k++) {
+        el = lines[id + k];
+        var x2 = i16(), y2 = i16();
+        if (!el) return;
+        el.x1 = x; el.y1 = y; el.x2 = x2; el.y2 = y2;
+        el.style.strokeWidth = width;
+        el.style.fill = stroke;
+        el.style.display = "inline";
+        x = x2; y = y2;
+      }
+    } else if (op === OP_TEXT) {
+      el = texts[u8()];
+      x = i16(); y = i16();
+      var size = u8(), anchor = u8(), textFill = u16(), len = u8();
+      if (!el || p + len > b.length) return;
+      el.x = x; el.y = y;
+      el.style.fontSize = size;
+      el.textAnchor = ANCHORS[anchor] || "start";
+      el.style.fill = color(textFill);
+      el.text = utf8(b, p, len);
+      el.style.display = "inline";
+      p += len;
+    } else if (op === OP_IMAGE) {
+      el = images[u8()];
+      x = i16(); y = i16();
+      var icon = ICONS[u8()];
+      if (!el || !icon) return;
+      el.x = x; el.y = y;
+      el.href = "icons/" + icon + ".png";
+      el.style.display = "inline";
+    } else if (op === OP_HIDE) {
+      var kind = u8(), first = u8(), count = u8();
+      var list = kind === OP_RECT ? rects : kind === OP_LINES ? lines : kind === OP_TEXT ? texts : kind === OP_IMAGE ? images : null;
+      if (!list) return;
+      for (k = first; k < first + count && k < list.length; k++) list[k].style.display = "none";
+    } else {
+      return;
+    }
   }
   painted = true;
   showStatus();
@@ -138,9 +163,9 @@ function hello() {
 
 messaging.peerSocket.onmessage = function (evt) {
   var msg = evt.data;
+  if (msg instanceof ArrayBuffer) { paint(msg); return; }
   if (!msg || !msg.length) return;
-  if (msg[0] === MSG_PAINT) paint(msg);
-  else if (msg[0] === MSG_RELAY) { relay = msg[1]; showStatus(); }
+  if (msg[0] === MSG_RELAY) { relay = msg[1]; showStatus(); }
   else if (msg[0] === MSG_ALERT) alert(msg);
 };
 messaging.peerSocket.onopen = function () { showStatus(); hello(); };

@@ -20,14 +20,16 @@ function setting(key) {
   return "";
 }
 
-function send(json) {
+// A message from the Rust companion: vector ops (Uint8Array, sent as its ArrayBuffer)
+// or the JSON text of a small array (relay state, alert).
+function send(message) {
   var socket = messaging.peerSocket;
   if (socket.readyState !== socket.OPEN) return;
   try {
-    socket.send(JSON.parse(json));
+    socket.send(typeof message === "string" ? JSON.parse(message) : message.buffer);
   } catch (e) {
-    // The watch's buffer is full: it gets a full repaint once it says hello again.
-    companion.watch_closed();
+    // The watch's buffer is full: the watch's picture is unknown, repaint it whole.
+    companion.resync();
   }
 }
 

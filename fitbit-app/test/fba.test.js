@@ -13,11 +13,11 @@ async function open() {
   return fromJSZip(await JSZip.loadAsync(fs.readFileSync(FBA)));
 }
 
-// Pool sizes declared by companion/src/pool.rs.
+// Pool sizes declared by the watch face (watch-wasm/src/scene.rs).
 function poolSizes() {
-  const src = fs.readFileSync(path.join(__dirname, "..", "..", "companion", "src", "pool.rs"), "utf8");
+  const src = fs.readFileSync(path.join(__dirname, "..", "..", "watch-wasm", "src", "scene.rs"), "utf8");
   const get = (name) => Number(src.match(new RegExp(`pub const ${name}: usize = (\\d+);`))[1]);
-  return { r: get("RECTS"), l: get("LINES"), t: get("TEXTS"), i: get("IMAGES") };
+  return { r: get("MAX_RECTS"), l: get("MAX_LINES"), t: get("MAX_TEXTS"), i: get("MAX_IMAGES") };
 }
 
 test("app.fba holds the app for atlas and vulcan, with the element pool", async () => {

@@ -1,6 +1,6 @@
 // Writes resources/index.view: the fixed pool of SVG elements the companion paints.
 // Usage: node tools/gen-view.js RECTS LINES TEXTS IMAGES
-// The pool sizes must match the companion's (companion/src/pool.rs); test/fba.test.js checks it.
+// The pool sizes must match the watch face (watch-wasm/src/scene.rs MAX_*); test/fba.test.js checks it.
 "use strict";
 const fs = require("fs");
 const path = require("path");

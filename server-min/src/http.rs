@@ -32,6 +32,7 @@ pub fn router(hub: AppState) -> Router {
         .merge(api_routes())
         .merge(legacy_routes())
         .merge(ops_routes())
+        .merge(crate::face::face_routes())
         .merge(dashboard_routes())
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(hub)

@@ -29,6 +29,7 @@
 pub mod config;
 mod demo;
 pub mod error;
+pub mod face;
 pub mod http;
 pub mod hub;
 pub mod store;

@@ -113,6 +113,16 @@ impl View {
         self.messages.get(i).cloned().unwrap_or_default()
     }
 
+    /// The view's state as an encoded snapshot frame (training id 0), e.g. to
+    /// render the same face elsewhere and compare.
+    pub fn snapshot(&self) -> Vec<u8> {
+        self.state
+            .to_snapshot(0)
+            .to_bytes()
+            .map(|b| b.to_vec())
+            .unwrap_or_default()
+    }
+
     /// The training's name.
     pub fn name(&self) -> String {
         self.state.name.as_str().into()

@@ -104,6 +104,17 @@ export class View {
         wasm.view_resize(this.__wbg_ptr, width, height);
     }
     /**
+     * The view's state as an encoded snapshot frame (training id 0), e.g. to
+     * render the same face elsewhere and compare.
+     * @returns {Uint8Array}
+     */
+    snapshot() {
+        const ret = wasm.view_snapshot(this.__wbg_ptr);
+        var v1 = getArrayU8FromWasm0(ret[0], ret[1]).slice();
+        wasm.__wbindgen_free(ret[0], ret[1] * 1, 1);
+        return v1;
+    }
+    /**
      * The training's status word (`running`, `stalled`, ...).
      * @returns {string}
      */

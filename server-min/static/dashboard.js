@@ -1,0 +1,157 @@
+// The Watchtrain dashboard: the list of trainings, and for the chosen one the
+// watch face drawn by the wasm renderer (the same Rust code as the watch) from
+// the relay's live WebSocket, plus the same face at a desktop size.
+import init, { View } from "./wasm/watchtrain_watch.js";
+
+const token = new URLSearchParams(location.search).get("token");
+const q = token ? "?token=" + encodeURIComponent(token) : "";
+const $ = (id) => document.getElementById(id);
+
+await init({ module_or_path: "wasm/watchtrain_watch_bg.wasm" });
+
+const face = { view: new View(336, 336), canvas: $("face") };
+const big = { view: new View(960, 540), canvas: $("big") };
+let chosen = null;      // training id
+let socket = null;      // its WebSocket
+let frames = 0;         // frames applied since choosing
+let dirty = false;      // a repaint is due
+let trainings = [];
+
+function paint({ view, canvas }) {
+  view.render();
+  const px = view.pixels();
+  if (canvas.width !== view.width() || canvas.height !== view.height()) {
+    canvas.width = view.width();
+    canvas.height = view.height();
+  }
+  const image = new ImageData(new Uint8ClampedArray(px.buffer, px.byteOffset, px.length), view.width(), view.height());
+  canvas.getContext("2d").putImageData(image, 0, 0);
+}
+
+function repaint() {
+  dirty = false;
+  paint(face);
+  paint(big);
+  $("title").textContent = face.view.name() || (chosen === null ? "—" : "training " + chosen);
+}
+
+function schedule() {
+  if (!dirty) {
+    dirty = true;
+    requestAnimationFrame(repaint);
+  }
+}
+
+function choose(id) {
+  if (socket) { socket.onclose = null; socket.close(); }
+  chosen = id;
+  frames = 0;
+  face.view.reset();
+  big.view.reset();
+  history.replaceState(null, "", location.pathname + location.search + "#" + id);
+  $("png").href = `/v1/trainings/${id}/face.png?w=${face.view.width()}&h=${face.view.height()}${token ? "&token=" + encodeURIComponent(token) : ""}`;
+  renderList();
+  connect();
+  schedule();
+}
+
+function connect() {
+  const id = chosen;
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(`${scheme}//${location.host}/v1/trainings/${id}/watch${q}`);
+  ws.binaryType = "arraybuffer";
+  ws.onopen = () => { $("conn").textContent = "live"; };
+  ws.onmessage = (e) => {
+    if (!(e.data instanceof ArrayBuffer)) return; // JSON notices
+    const bytes = new Uint8Array(e.data);
+    try {
+      face.view.feed(bytes);
+      big.view.feed(bytes);
+      frames++;
+      schedule();
+    } catch (err) {
+      console.warn("frame refused:", err);
+    }
+  };
+  ws.onclose = () => {
+    $("conn").textContent = "reconnecting…";
+    if (chosen === id) setTimeout(() => { if (chosen === id) connect(); }, 1000);
+  };
+  socket = ws;
+}
+
+function renderList() {
+  const list = $("list");
+  if (trainings.length === 0) {
+    list.innerHTML = '<li class="dim">none yet</li>';
+    return;
+  }
+  list.replaceChildren(...trainings.map((t) => {
+    const li = document.createElement("li");
+    const b = document.createElement("button");
+    b.dataset.id = t.id;
+    if (t.id === chosen) b.className = "chosen";
+    const epoch = t.epochs ? `epoch ${Math.min(t.epoch + 1, t.epochs)}/${t.epochs}` : `epoch ${t.epoch + 1}`;
+    b.innerHTML = `<span class="status ${t.status}"></span><strong></strong><br><span class="dim small"></span>`;
+    b.querySelector(".status").textContent = t.status;
+    b.querySelector("strong").textContent = t.name || "training " + t.id;
+    b.querySelector(".small").textContent = `#${t.id} · ${epoch}`;
+    b.onclick = () => choose(t.id);
+    li.append(b);
+    return li;
+  }));
+}
+
+async function refresh() {
+  try {
+    const res = await fetch("/v1/trainings" + q);
+    if (!res.ok) throw new Error(res.status);
+    trainings = await res.json();
+    trainings.sort((a, b) => b.updated_ms - a.updated_ms);
+    if (chosen === null && trainings.length) {
+      const wanted = Number(location.hash.slice(1));
+      choose(trainings.some((t) => t.id === wanted) ? wanted : trainings[0].id);
+    } else {
+      renderList();
+    }
+    $("info").textContent = chosen === null ? "" : `${frames} frames received`;
+  } catch (e) {
+    $("conn").textContent = "relay unreachable";
+  }
+}
+
+function fitBig() {
+  const w = Math.max(480, Math.min(1280, Math.floor($("large").clientWidth || 960)));
+  const h = Math.round(w * 9 / 16);
+  if (w !== big.view.width() || h !== big.view.height()) {
+    big.view.resize(w, h);
+    schedule();
+  }
+}
+
+$("screen").onchange = (e) => {
+  const [w, h] = e.target.value.split("x").map(Number);
+  face.view.resize(w, h);
+  if (chosen !== null) $("png").href = `/v1/trainings/${chosen}/face.png?w=${w}&h=${h}${token ? "&token=" + encodeURIComponent(token) : ""}`;
+  schedule();
+};
+addEventListener("resize", fitBig);
+fitBig();
+refresh();
+setInterval(refresh, 2000);
+
+// For tests and the curious: paint now and return the face's pixels together with
+// the state they were drawn from (an encoded snapshot frame), taken at one instant.
+window.watchtrain = {
+  frames: () => frames,
+  chosen: () => chosen,
+  status: () => face.view.status(),
+  capture() {
+    repaint();
+    const { width, height } = face.canvas;
+    const pixels = face.canvas.getContext("2d").getImageData(0, 0, width, height).data;
+    let binary = "";
+    for (let i = 0; i < pixels.length; i += 0x8000) binary += String.fromCharCode(...pixels.subarray(i, i + 0x8000));
+    return { width, height, pixels: btoa(binary), snapshot: Array.from(face.view.snapshot()) };
+  },
+};

@@ -60,12 +60,11 @@ def _number(value: Any) -> float:
 class _Entry:
     """One numbered frame waiting for the relay."""
 
-    __slots__ = ("seq", "action", "sent")
+    __slots__ = ("seq", "action")
 
     def __init__(self, seq: int, action: p.Action):
         self.seq = seq  # 0 for an in-band re-registration
         self.action = action
-        self.sent = False  # sent on the current connection
 
 
 class Run:
@@ -122,6 +121,7 @@ class Run:
         self._epoch_start = time.monotonic()
         self._lock = threading.Lock()
         self._pending: "collections.deque[_Entry]" = collections.deque()
+        self._sent = 0  # the first _sent entries of _pending went out on the current connection
         self._seq = 0  # last seq given to a frame
         self._progress: Optional[list] = None  # [phase, epoch, epochs, batch, batches], overwritten by the training
         self._progress_before: Optional[list] = None  # the last progress of the phase before the current one
@@ -204,9 +204,13 @@ class Run:
 
     def progress(self, batch: int, batches: int = 0, *, epoch: Optional[int] = None,
                  epochs: Optional[int] = None, phase: str = "train") -> None:
-        """Where the training is: ``batch`` of ``batches`` done in ``phase`` of ``epoch``. Costs an assignment."""
-        cell = [phase, self._epoch if epoch is None else epoch, self._epochs if epochs is None else epochs, batch, batches]
+        """Where the training is: ``batch`` of ``batches`` done in ``phase`` of ``epoch``. Costs two stores."""
         old = self._progress
+        if old is not None and old[0] == phase and (epoch is None or epoch == old[1]) and epochs is None:
+            old[3] = batch  # the same phase of the same epoch: update in place
+            old[4] = batches
+            return
+        cell = [phase, self._epoch if epoch is None else epoch, self._epochs if epochs is None else epochs, batch, batches]
         if old is not None and old[0] != phase:
             self._progress_before = old  # the other phase's last value is sent too
         self._progress = cell
@@ -338,21 +342,24 @@ class Run:
         """Appends under the lock, making room when the buffer is full."""
         pending = self._pending
         if len(pending) >= self._buffer_limit:
-            victim = next((e for e in pending if e.sent), None)
-            if victim is None:
+            if self._sent:
+                pending.popleft()  # sent already: most likely at the relay
+                self._sent -= 1
+            else:
                 victim = next((e for e in pending if isinstance(e.action, p.Log)), pending[0])
-            pending.remove(victim)
-            self._dropped += 1
-            if not victim.sent:
+                pending.remove(victim)
                 self._warn_once("dropped", "watchtrain: buffer full (%d frames), dropping the oldest", self._buffer_limit)
+            self._dropped += 1
         pending.append(_Entry(seq, action))
 
     def _trim(self, acked: int) -> None:
         """Forgets the frames up to ``acked`` (under the lock)."""
         self._acked = max(self._acked, acked)
         pending = self._pending
-        while pending and pending[0].seq <= acked and (pending[0].seq or pending[0].sent):
+        while pending and pending[0].seq <= acked and (pending[0].seq or self._sent):
             pending.popleft()
+            if self._sent:
+                self._sent -= 1
 
     # --- the sender thread -------------------------------------------------
 
@@ -428,8 +435,7 @@ class Run:
         return p.Frame(self._training_id, 0, p.Progress(phase, int(epoch), int(epochs or 0), int(batch), int(batches or 0)))
 
     def _has_unsent(self) -> bool:
-        with self._lock:
-            return any(not e.sent for e in self._pending)
+        return self._sent < len(self._pending)
 
     def _connect(self) -> WebSocket:
         ws = WebSocket(self.url, PRODUCE_PATH, self.token, timeout=self.timeout)
@@ -462,8 +468,7 @@ class Run:
                     elif last > self._seq:
                         self._seq = last
                     self._handshaken = True
-                for entry in self._pending:
-                    entry.sent = False
+                self._sent = 0
                 self._trim(last)
             self.connected.set()
             return ws
@@ -474,24 +479,25 @@ class Run:
     def _send_pending(self, ws: WebSocket) -> None:
         while True:
             with self._lock:
-                entry = next((e for e in self._pending if not e.sent), None)
-                if entry is None:
+                if self._sent >= len(self._pending):
                     return
+                entry = self._pending[self._sent]
                 frame = p.Frame(self._training_id, entry.seq, entry.action)
             try:
                 data = p.encode(frame)
             except p.EncodeError as e:
                 self._warn_once("encode", "watchtrain: cannot encode %r: %s", frame, e)
-                with self._lock:
-                    if entry in self._pending:
-                        self._pending.remove(entry)
-                continue
-            ws.send(data)
+                data = None
+            if data is not None:
+                ws.send(data)
             with self._lock:
-                entry.sent = True
-                if entry.seq == 0 or entry.seq <= self._acked:
-                    if entry in self._pending:
-                        self._pending.remove(entry)
+                # The entry is still at index _sent: only this thread sends, trims or resets,
+                # and the training thread only appends (or drops sent entries, moving both).
+                if self._sent < len(self._pending) and self._pending[self._sent] is entry:
+                    if data is None or entry.seq == 0 or entry.seq <= self._acked:
+                        del self._pending[self._sent]
+                    else:
+                        self._sent += 1
 
     def _on_message(self, message: bytes) -> None:
         try:
@@ -519,13 +525,16 @@ class Run:
         if answered:
             with self._lock:
                 # Delivered on a connection the relay closed after reading them.
-                while self._pending and self._pending[0].sent:
+                for _ in range(self._sent):
                     self._pending.popleft()
+                self._sent = 0
 
 
 def reason_of(error: BaseException) -> str:
     """A short reason for a finished frame: the exception's type and message."""
-    text = str(error)
+    # The last line says what happened (fastai, for one, puts where it happened first).
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = lines[-1] if lines else ""
     name = type(error).__name__
     return f"{name}: {text}" if text else name
 

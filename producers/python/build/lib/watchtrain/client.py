@@ -1,0 +1,558 @@
+"""The client: a training's connection to the relay, which never slows or breaks the training.
+
+Everything the training calls returns at once: frames go through a bounded
+in-memory buffer to a background sender thread that owns the WebSocket.
+
+* Progress is coalesced: the training only overwrites "where I am"; the
+  sender sends the latest value at most ``1 / progress_interval`` times a
+  second, unsequenced (``seq`` 0: only the latest counts).
+* Registration, stats, logs and the finish are numbered (``seq`` from 1) and
+  kept until the relay has them: on every (re)connect the sender registers
+  again, the relay answers ``Ack { seq: last_seq }``, and everything after
+  ``last_seq`` is sent again (the relay dedupes by ``seq``). The buffer is
+  bounded; past it the oldest frames already sent, then the oldest logs, go.
+* Reconnects back off from 0.2 s to 30 s. A relay that is down, goes away or
+  never answers costs the training a log line.
+* :meth:`Run.close` (and an ``atexit`` hook) flushes with a short timeout.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import logging
+import math
+import os
+import sys
+import threading
+import time
+import uuid
+import weakref
+from typing import Any, Iterable, Iterator, List, Optional, Sequence
+
+from . import protocol as p
+from .transport import TransportError, WebSocket
+
+log = logging.getLogger("watchtrain")
+
+DEFAULT_URL = "http://127.0.0.1:8555"
+PRODUCE_PATH = "/v1/produce"
+_OFF = ("", "0", "off", "none", "false", "disabled")
+_live_runs: "weakref.WeakSet[Run]" = weakref.WeakSet()
+
+
+def _default_name() -> str:
+    script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    name = os.path.splitext(script)[0]
+    return name if name and name not in ("-c", "-m", "ipykernel_launcher") else "training"
+
+
+def _number(value: Any) -> float:
+    """A float from a number, a 0-d tensor or array, or NaN for what is not a number."""
+    try:
+        if hasattr(value, "item"):
+            value = value.item()
+        return float(value)
+    except (TypeError, ValueError, OverflowError, RuntimeError):
+        return math.nan
+
+
+class _Entry:
+    """One numbered frame waiting for the relay."""
+
+    __slots__ = ("seq", "action")
+
+    def __init__(self, seq: int, action: p.Action):
+        self.seq = seq  # 0 for an in-band re-registration
+        self.action = action
+
+
+class Run:
+    """One training as the relay sees it.
+
+    >>> import watchtrain
+    >>> with watchtrain.Run("mnist", epochs=3, url="off") as run:  # "off": a no-op run
+    ...     for epoch in run.epochs():
+    ...         for batch in run.track(range(10)):
+    ...             pass
+    ...         run.log_epoch(epoch, train_loss=0.5, accuracy=0.9)
+
+    Arguments fall back to the environment: ``url`` to ``WATCHTRAIN_URL``
+    (then ``http://127.0.0.1:8555``; ``off`` disables sending), ``token`` to
+    ``WATCHTRAIN_TOKEN``, ``name`` to ``WATCHTRAIN_NAME`` (then the script's
+    name), ``run_key`` to ``WATCHTRAIN_RUN_KEY`` (then a random key: pass the
+    same key to continue a run after the training process restarts).
+    """
+
+    def __init__(
+        self,
+        name: Optional[str] = None,
+        metrics: Optional[Sequence[str]] = None,
+        epochs: int = 0,
+        batches: int = 0,
+        *,
+        url: Optional[str] = None,
+        token: Optional[str] = None,
+        run_key: Optional[str] = None,
+        progress_interval: float = 0.25,
+        buffer: int = 4096,
+        timeout: float = 5.0,
+        close_timeout: float = 2.0,
+    ):
+        self.url = url if url is not None else os.environ.get("WATCHTRAIN_URL", DEFAULT_URL)
+        self.enabled = self.url.strip().lower() not in _OFF
+        self.token = token if token is not None else os.environ.get("WATCHTRAIN_TOKEN") or None
+        name = name or os.environ.get("WATCHTRAIN_NAME") or _default_name()
+        run_key = run_key or os.environ.get("WATCHTRAIN_RUN_KEY") or uuid.uuid4().hex[:16]
+        self.progress_interval = progress_interval
+        self.timeout = timeout
+        self.close_timeout = close_timeout
+        self._buffer_limit = max(16, buffer)
+        self._metrics: List[str] = [p.truncated(m, p.MAX_METRIC_NAME_LEN) for m in (metrics or [])][: p.MAX_METRICS]
+        self._register = p.Register(
+            name=p.truncated(name, p.MAX_NAME_LEN),
+            run_key=p.truncated(run_key, p.MAX_RUN_KEY_LEN),
+            metrics=list(self._metrics),
+            epochs=int(epochs or 0),
+            batches=int(batches or 0),
+        )
+        self._epochs = int(epochs or 0)
+        self._epoch = 0  # the current epoch, 0-based
+        self._epoch_start = time.monotonic()
+        self._lock = threading.Lock()
+        self._pending: "collections.deque[_Entry]" = collections.deque()
+        self._sent = 0  # the first _sent entries of _pending went out on the current connection
+        self._seq = 0  # last seq given to a frame
+        self._progress: Optional[list] = None  # [phase, epoch, epochs, batch, batches], overwritten by the training
+        self._progress_before: Optional[list] = None  # the last progress of the phase before the current one
+        self._training_id = 0  # assigned by the relay at the first registration
+        self._acked = 0  # highest seq the relay said it has
+        self._handshaken = False
+        self._finished = False
+        self._closing = False
+        self._closed = False
+        self._dropped = 0
+        self._warned: set = set()
+        self._wake = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self.connected = threading.Event()  # set while a registered connection is up (for tests and status)
+        if self.enabled:
+            self._thread = threading.Thread(target=self._run_sender, name="watchtrain-sender", daemon=True)
+            self._thread.start()
+            _live_runs.add(self)
+
+    # --- what the training calls: never blocks, never raises ---------------
+
+    @property
+    def training_id(self) -> int:
+        """The relay-assigned id, ``0`` until the first registration was answered."""
+        return self._training_id
+
+    @property
+    def metrics(self) -> List[str]:
+        """The registered metric names; stats values follow this order."""
+        return list(self._metrics)
+
+    @property
+    def epoch(self) -> int:
+        """The current epoch (0-based), as set by :meth:`epochs`, :meth:`set_epoch` or :meth:`log_epoch`."""
+        return self._epoch
+
+    def configure(self, *, name: Optional[str] = None, metrics: Optional[Sequence[str]] = None,
+                  epochs: Optional[int] = None, batches: Optional[int] = None) -> None:
+        """Changes what the training registered (e.g. once metric names are known); sends a new registration."""
+        try:
+            with self._lock:
+                reg = self._register
+                changed = False
+                if name is not None and p.truncated(name, p.MAX_NAME_LEN) != reg.name:
+                    reg = p.Register(p.truncated(name, p.MAX_NAME_LEN), reg.run_key, reg.metrics, reg.epochs, reg.batches)
+                    changed = True
+                if metrics is not None:
+                    names = [p.truncated(str(m), p.MAX_METRIC_NAME_LEN) for m in metrics][: p.MAX_METRICS]
+                    if names != list(reg.metrics):
+                        self._metrics = names
+                        reg = p.Register(reg.name, reg.run_key, list(names), reg.epochs, reg.batches)
+                        changed = True
+                if epochs is not None and int(epochs) != reg.epochs:
+                    self._epochs = int(epochs)
+                    reg = p.Register(reg.name, reg.run_key, reg.metrics, int(epochs), reg.batches)
+                    changed = True
+                if batches is not None and int(batches) != reg.batches:
+                    reg = p.Register(reg.name, reg.run_key, reg.metrics, reg.epochs, int(batches))
+                    changed = True
+                if changed:
+                    self._register = reg
+                    if self.enabled and not self._closed:
+                        self._push(0, reg)
+            self._wake.set()
+        except Exception as e:  # pragma: no cover - a bug here must not reach the training
+            self._warn_once("configure", "watchtrain: configure failed: %r", e)
+
+    def epochs(self, epochs: Optional[int] = None, start: int = 0) -> Iterator[int]:
+        """``range(start, epochs)`` that also tells the run which epoch is current."""
+        if epochs is not None and epochs != self._epochs:
+            self.configure(epochs=epochs)
+        for epoch in range(start, self._epochs):
+            self.set_epoch(epoch)
+            yield epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Starts epoch ``epoch`` (0-based): its duration is measured from now."""
+        self._epoch = int(epoch)
+        self._epoch_start = time.monotonic()
+
+    def progress(self, batch: int, batches: int = 0, *, epoch: Optional[int] = None,
+                 epochs: Optional[int] = None, phase: str = "train") -> None:
+        """Where the training is: ``batch`` of ``batches`` done in ``phase`` of ``epoch``. Costs two stores."""
+        old = self._progress
+        if old is not None and old[0] == phase and (epoch is None or epoch == old[1]) and epochs is None:
+            old[3] = batch  # the same phase of the same epoch: update in place
+            old[4] = batches
+            return
+        cell = [phase, self._epoch if epoch is None else epoch, self._epochs if epochs is None else epochs, batch, batches]
+        if old is not None and old[0] != phase:
+            self._progress_before = old  # the other phase's last value is sent too
+        self._progress = cell
+
+    def track(self, iterable: Iterable, phase: str = "train", *, total: Optional[int] = None,
+              epoch: Optional[int] = None) -> Iterator:
+        """Yields the items of ``iterable`` and reports each one as a batch done, like ``tqdm``."""
+        if total is None:
+            try:
+                total = len(iterable)  # type: ignore[arg-type]
+            except Exception:
+                total = 0
+        cell = [phase, self._epoch if epoch is None else epoch, self._epochs, 0, total]
+        old = self._progress
+        if old is not None and old[0] != phase:
+            self._progress_before = old  # the other phase's last value is sent too
+        self._progress = cell
+        if not self.enabled:
+            yield from iterable
+            return
+        for i, item in enumerate(iterable, 1):
+            yield item
+            cell[3] = i
+
+    def log_epoch(self, epoch: Optional[int] = None, *, duration: Optional[float] = None, **metrics: Any) -> None:
+        """The values of a finished epoch by name, e.g. ``log_epoch(3, train_loss=0.2, accuracy=0.9)``.
+
+        The first call registers the names when none were given; later names not
+        registered are ignored and registered names missing are sent as NaN.
+        ``duration`` (seconds) defaults to the time since the epoch started.
+        """
+        try:
+            if not self._metrics and metrics:
+                self.configure(metrics=list(metrics))
+            values = [_number(metrics.get(name, math.nan)) for name in self._metrics]
+            unknown = [k for k in metrics if p.truncated(k, p.MAX_METRIC_NAME_LEN) not in self._metrics]
+            if unknown:
+                self._warn_once(("unknown",) + tuple(unknown), "watchtrain: metrics %s were not registered; ignored", unknown)
+            self.stats(epoch, values, duration=duration)
+        except Exception as e:  # pragma: no cover
+            self._warn_once("log_epoch", "watchtrain: log_epoch failed: %r", e)
+
+    def stats(self, epoch: Optional[int], values: Sequence[Any], *, duration: Optional[float] = None) -> None:
+        """The values of a finished epoch, in the order of the registered metrics."""
+        try:
+            now = time.monotonic()
+            epoch = self._epoch if epoch is None else int(epoch)
+            if duration is None:
+                duration = now - self._epoch_start
+            row = [_number(v) for v in values][: p.MAX_METRICS]
+            want = len(self._metrics)
+            row = (row + [math.nan] * want)[:want]
+            action = p.Stats(epoch, max(0, min(int(duration * 1000), 0xFFFFFFFF)), row)
+            self._epoch = epoch + 1
+            self._epoch_start = now
+            self._enqueue(action)
+        except Exception as e:  # pragma: no cover
+            self._warn_once("stats", "watchtrain: stats failed: %r", e)
+
+    def log(self, text: str, level: str = "info") -> None:
+        """A log line for the watch and the dashboard (``level``: debug, info, warn, error)."""
+        level = level if level in p.LEVELS else "info"
+        self._enqueue(p.Log(level, p.truncated(str(text), p.MAX_LOG_LEN)))
+
+    def heartbeat(self) -> None:
+        """Tells the relay the training is alive without reporting anything."""
+        self._enqueue(p.Heartbeat())
+
+    def finish(self, outcome: str = "completed", reason: str = "", *, close: bool = True) -> None:
+        """Reports the end of the training (``completed``, ``failed`` or ``cancelled``) and, by default, closes."""
+        if self._finished:
+            return
+        self._finished = True
+        outcome = outcome if outcome in p.OUTCOMES else "failed"
+        self._enqueue(p.Finished(outcome, p.truncated(str(reason), p.MAX_REASON_LEN)))
+        if close:
+            self.close()
+
+    def fail(self, error: BaseException) -> None:
+        """Reports ``error`` as the end of the training: cancelled for ``KeyboardInterrupt``, failed otherwise."""
+        outcome = "cancelled" if isinstance(error, KeyboardInterrupt) else "failed"
+        self.finish(outcome, reason_of(error))
+
+    def close(self, timeout: Optional[float] = None) -> bool:
+        """Flushes what is buffered for at most ``timeout`` seconds and stops the sender.
+
+        Returns True when everything was delivered. Never raises.
+        """
+        if self._closed:
+            return not self._pending
+        self._closing = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(self.close_timeout if timeout is None else timeout)
+        self._closed = True
+        _live_runs.discard(self)
+        left = len(self._pending)
+        if left and self.enabled:
+            log.warning("watchtrain: %d frame(s) not delivered to %s", left, self.url)
+        return left == 0
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc is not None:
+            self.fail(exc)
+        else:
+            self.finish("completed")
+        self.close()
+
+    # --- the buffer --------------------------------------------------------
+
+    def _warn_once(self, key: Any, msg: str, *args: Any) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(msg, *args)
+
+    def _enqueue(self, action: p.Action) -> None:
+        if not self.enabled or self._closed:
+            return
+        with self._lock:
+            self._seq += 1
+            self._push(self._seq, action)
+        self._wake.set()
+
+    def _push(self, seq: int, action: p.Action) -> None:
+        """Appends under the lock, making room when the buffer is full."""
+        pending = self._pending
+        if len(pending) >= self._buffer_limit:
+            if self._sent:
+                pending.popleft()  # sent already: most likely at the relay
+                self._sent -= 1
+            else:
+                victim = next((e for e in pending if isinstance(e.action, p.Log)), pending[0])
+                pending.remove(victim)
+                self._warn_once("dropped", "watchtrain: buffer full (%d frames), dropping the oldest", self._buffer_limit)
+            self._dropped += 1
+        pending.append(_Entry(seq, action))
+
+    def _trim(self, acked: int) -> None:
+        """Forgets the frames up to ``acked`` (under the lock)."""
+        self._acked = max(self._acked, acked)
+        pending = self._pending
+        while pending and pending[0].seq <= acked and (pending[0].seq or self._sent):
+            pending.popleft()
+            if self._sent:
+                self._sent -= 1
+
+    # --- the sender thread -------------------------------------------------
+
+    def _run_sender(self) -> None:
+        ws: Optional[WebSocket] = None
+        backoff = 0.2
+        next_attempt = 0.0
+        deadline: Optional[float] = None
+        failures = 0
+        last_progress: Optional[tuple] = None
+        last_progress_at = 0.0
+        while True:
+            now = time.monotonic()
+            if self._closing and deadline is None:
+                deadline = now + self.close_timeout
+            if deadline is not None and (now >= deadline or (ws is not None and not self._has_unsent())):
+                break
+            if ws is None:
+                if now < next_attempt:
+                    self._wake.wait(min(next_attempt - now, 0.25) if deadline is None else min(next_attempt - now, 0.05))
+                    self._wake.clear()
+                    continue
+                try:
+                    ws = self._connect()
+                    if failures:
+                        log.warning("watchtrain: connected to %s again (training %d)", self.url, self._training_id)
+                    failures, backoff = 0, 0.2
+                    last_progress = None
+                except Exception as e:  # OSError, TransportError, a bad answer: all mean "try later"
+                    failures += 1
+                    if failures == 1:
+                        log.warning("watchtrain: relay %s unreachable (%s); buffering and retrying", self.url, e)
+                    else:
+                        log.debug("watchtrain: reconnect %d failed: %s", failures, e)
+                    next_attempt = time.monotonic() + backoff
+                    backoff = min(backoff * 2, 30.0)
+                    continue
+            try:
+                cell = self._progress
+                if cell is not None:
+                    snapshot = tuple(cell)
+                    now = time.monotonic()
+                    # The latest progress goes at most every progress_interval, and always just
+                    # before numbered frames (so the last batch of an epoch shows before its stats).
+                    unsent = self._has_unsent()
+                    due = not self._finished and now - last_progress_at >= self.progress_interval
+                    if snapshot != last_progress and (due or unsent):
+                        before = self._progress_before
+                        if before is not None:
+                            self._progress_before = None
+                            if tuple(before) != last_progress:
+                                ws.send(p.encode(self._progress_frame(tuple(before))))
+                        ws.send(p.encode(self._progress_frame(snapshot)))
+                        last_progress, last_progress_at = snapshot, now
+                self._send_pending(ws)
+                for message in ws.poll(0.0 if self._wake.is_set() else min(0.1, self.progress_interval)):
+                    self._on_message(message)
+                self._wake.clear()
+            except Exception as e:
+                log.warning("watchtrain: connection to %s lost (%s); buffering and retrying", self.url, e)
+                ws.close()
+                ws = None
+                self.connected.clear()
+                failures = 1
+                next_attempt = time.monotonic() + backoff
+                backoff = min(backoff * 2, 30.0)
+        if ws is not None:
+            self._goodbye(ws, deadline or time.monotonic() + 0.5)
+        self.connected.clear()
+
+    def _progress_frame(self, snapshot: tuple) -> p.Frame:
+        phase, epoch, epochs, batch, batches = snapshot
+        return p.Frame(self._training_id, 0, p.Progress(phase, int(epoch), int(epochs or 0), int(batch), int(batches or 0)))
+
+    def _has_unsent(self) -> bool:
+        return self._sent < len(self._pending)
+
+    def _connect(self) -> WebSocket:
+        ws = WebSocket(self.url, PRODUCE_PATH, self.token, timeout=self.timeout)
+        try:
+            hello = p.Frame(self._training_id, 0, self._register)
+            ws.send(p.encode(hello))
+            give_up = time.monotonic() + self.timeout
+            ack = None
+            while ack is None:
+                left = give_up - time.monotonic()
+                if left <= 0:
+                    raise TransportError("no answer to the registration")
+                for message in ws.poll(left):
+                    try:
+                        frame = p.decode(message)
+                    except p.DecodeError:
+                        continue
+                    if isinstance(frame.action, p.Ack) and ack is None:
+                        ack = frame
+            with self._lock:
+                self._training_id = ack.training_id
+                last = ack.action.seq
+                if not self._handshaken:
+                    # A new process for a run the relay knows: continue after its last seq.
+                    numbered = [e for e in self._pending if e.seq]
+                    if last and numbered and numbered[0].seq <= last:
+                        for i, entry in enumerate(numbered):
+                            entry.seq = last + 1 + i
+                        self._seq = last + len(numbered)
+                    elif last > self._seq:
+                        self._seq = last
+                    self._handshaken = True
+                self._sent = 0
+                self._trim(last)
+            self.connected.set()
+            return ws
+        except BaseException:
+            ws.close()
+            raise
+
+    def _send_pending(self, ws: WebSocket) -> None:
+        while True:
+            with self._lock:
+                if self._sent >= len(self._pending):
+                    return
+                entry = self._pending[self._sent]
+                frame = p.Frame(self._training_id, entry.seq, entry.action)
+            try:
+                data = p.encode(frame)
+            except p.EncodeError as e:
+                self._warn_once("encode", "watchtrain: cannot encode %r: %s", frame, e)
+                data = None
+            if data is not None:
+                ws.send(data)
+            with self._lock:
+                # The entry is still at index _sent: only this thread sends, trims or resets,
+                # and the training thread only appends (or drops sent entries, moving both).
+                if self._sent < len(self._pending) and self._pending[self._sent] is entry:
+                    if data is None or entry.seq == 0 or entry.seq <= self._acked:
+                        del self._pending[self._sent]
+                    else:
+                        self._sent += 1
+
+    def _on_message(self, message: bytes) -> None:
+        try:
+            frame = p.decode(message)
+        except p.DecodeError:
+            return
+        if isinstance(frame.action, p.Ack) and (frame.training_id in (0, self._training_id)):
+            with self._lock:
+                self._trim(frame.action.seq)
+
+    def _goodbye(self, ws: WebSocket, deadline: float) -> None:
+        """Closes the WebSocket cleanly: the relay's close answer means it read every frame before it."""
+        answered = False
+        try:
+            ws._send_frame(8, b"\x03\xe8", timeout=max(0.05, deadline - time.monotonic()))
+            while time.monotonic() < deadline:
+                for message in ws.poll(max(0.0, deadline - time.monotonic())):
+                    self._on_message(message)
+        except TransportError:
+            answered = True  # the close answer (or an orderly end of the connection) is what we waited for
+        except OSError:
+            pass
+        finally:
+            ws.sock.close()
+        if answered:
+            with self._lock:
+                # Delivered on a connection the relay closed after reading them.
+                for _ in range(self._sent):
+                    self._pending.popleft()
+                self._sent = 0
+
+
+def reason_of(error: BaseException) -> str:
+    """A short reason for a finished frame: the exception's type and message."""
+    # The last line says what happened (fastai, for one, puts where it happened first).
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = lines[-1] if lines else ""
+    name = type(error).__name__
+    return f"{name}: {text}" if text else name
+
+
+def _close_all_at_exit() -> None:
+    failed = getattr(sys, "last_value", None) or getattr(sys, "last_exc", None)
+    for run in list(_live_runs):
+        try:
+            if not run._finished:
+                if failed is not None:
+                    run.fail(failed)
+                else:
+                    run.finish("completed")
+            run.close()
+        except Exception:  # pragma: no cover
+            pass
+
+
+atexit.register(_close_all_at_exit)
+
+__all__ = ["Run", "reason_of", "DEFAULT_URL"]

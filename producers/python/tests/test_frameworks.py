@@ -1,0 +1,302 @@
+"""Real frameworks really training tiny models on CPU, on data made here, streaming to the real relay.
+
+The frameworks are installed by scripts/test.d/40-python; with WATCHTRAIN_REQUIRE_FRAMEWORKS=1
+(as there) a missing framework is an error, not a skip.
+"""
+
+import importlib
+import math
+import os
+
+import pytest
+
+from conftest import wait_for
+
+
+def need(module: str):
+    if os.environ.get("WATCHTRAIN_REQUIRE_FRAMEWORKS") == "1":
+        return importlib.import_module(module)
+    return pytest.importorskip(module)
+
+
+def blobs(n=256, seed=0):
+    """Two Gaussian blobs in 8 dimensions: a classification a tiny MLP learns in a few epochs."""
+    torch = need("torch")
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n,), generator=g)
+    x = torch.randn(n, 8, generator=g) + (y[:, None].float() * 2 - 1) * 1.5
+    return x, y
+
+
+def mlp():
+    torch = need("torch")
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+
+
+def finished(relay, name):
+    def check():
+        found = [t for t in relay.trainings() if t["name"] == name]
+        return found[0] if found and found[0]["status"] in ("completed", "failed", "cancelled") else None
+
+    return wait_for(check, timeout=15, what=f"{name} finished")
+
+
+def test_plain_pytorch_loop(relay):
+    torch = need("torch")
+    import watchtrain
+
+    x, y = blobs()
+    xv, yv = blobs(64, seed=1)
+    train = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16, shuffle=True)
+    valid = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xv, yv), batch_size=16)
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    sent = []
+    with watchtrain.Run("torch loop", epochs=4, url=relay.url) as run:
+        for epoch in run.epochs():
+            model.train()
+            total = 0.0
+            for xb, yb in run.track(train):
+                opt.zero_grad()
+                loss = loss_fn(model(xb), yb)
+                loss.backward()
+                opt.step()
+                total += loss.item()
+            model.eval()
+            correct, vloss = 0, 0.0
+            with torch.no_grad():
+                for xb, yb in run.track(valid, phase="valid"):
+                    out = model(xb)
+                    vloss += loss_fn(out, yb).item()
+                    correct += (out.argmax(1) == yb).sum().item()
+            row = dict(train_loss=total / len(train), valid_loss=vloss / len(valid), accuracy=correct / len(yv))
+            sent.append(row)
+            run.log_epoch(epoch, **row)
+    state = relay.state(run.training_id)
+    assert state["status"] == "completed"
+    assert state["metrics"] == ["train_loss", "valid_loss", "accuracy"]
+    assert state["train"] == {"done": 16, "total": 16} and state["valid"] == {"done": 4, "total": 4}
+    rows = relay.history(run.training_id)
+    assert [r[0] for r in rows] == [0, 1, 2, 3]
+    for (epoch, *values), want in zip(rows, sent):
+        assert values == pytest.approx(list(want.values()), rel=1e-6)
+    assert sent[-1]["accuracy"] > 0.8, "the model did not learn: not a real training"
+
+
+def fastai_learner(relay_url=None, extra_cbs=()):
+    need("fastai")
+    from fastai.data.core import DataLoaders
+    import fastai.callback.schedule  # noqa: F401  (adds Learner.fit_one_cycle)
+    from fastai.learner import Learner
+    from fastai.metrics import accuracy
+    import torch
+
+    x, y = blobs()
+    xv, yv = blobs(64, seed=1)
+    train = list(zip(x, y))
+    valid = list(zip(xv, yv))
+    dls = DataLoaders.from_dsets(train, valid, bs=16, device=torch.device("cpu"))
+    return Learner(dls, mlp(), loss_func=torch.nn.CrossEntropyLoss(), metrics=accuracy, cbs=list(extra_cbs))
+
+
+def test_fastai_fit_one_cycle(relay):
+    from watchtrain.fastai import WatchtrainCallback
+
+    learn = fastai_learner()
+    with learn.no_logging(), learn.no_bar():
+        learn.fit_one_cycle(3, 1e-2, cbs=WatchtrainCallback(relay.url, name="fastai blobs"))
+    training = finished(relay, "fastai blobs")
+    state = relay.state(training["id"])
+    assert state["status"] == "completed"
+    assert state["metrics"] == ["train_loss", "valid_loss", "accuracy"]
+    assert state["epochs"] == 3
+    assert state["train"] == {"done": 16, "total": 16}
+    assert state["valid"] == {"done": 4, "total": 4}
+    rows = relay.history(training["id"])
+    assert [r[0] for r in rows] == [0, 1, 2]
+    last = [float(v) for v in learn.recorder.values[-1]]
+    assert list(rows[-1][1:]) == pytest.approx(last, rel=1e-6)
+
+
+def test_fastai_exception_is_reported(relay):
+    from fastai.callback.core import Callback
+    from watchtrain.fastai import WatchtrainCallback
+
+    class Explode(Callback):
+        def after_batch(self):
+            if self.epoch == 1 and self.iter == 3:
+                raise RuntimeError("loss exploded")
+
+    learn = fastai_learner(extra_cbs=[Explode()])
+    with pytest.raises(RuntimeError):
+        with learn.no_logging(), learn.no_bar():
+            learn.fit(3, 1e-2, cbs=WatchtrainCallback(relay.url, name="fastai boom"))
+    training = finished(relay, "fastai boom")
+    state = relay.state(training["id"])
+    assert state["status"] == "failed"
+    assert "loss exploded" in state["reason"]
+    assert [r[0] for r in relay.history(training["id"])] == [0]
+
+
+def test_fastai_cancel_is_reported(relay):
+    from fastai.callback.core import Callback, CancelFitException
+    from watchtrain.fastai import WatchtrainCallback
+
+    class Stop(Callback):
+        def after_epoch(self):
+            if self.epoch == 1:
+                raise CancelFitException()
+
+    learn = fastai_learner(extra_cbs=[Stop()])
+    with learn.no_logging(), learn.no_bar():
+        learn.fit(5, 1e-2, cbs=WatchtrainCallback(relay.url, name="fastai stop"))
+    training = finished(relay, "fastai stop")
+    assert training["status"] == "cancelled"
+
+
+def test_lightning(relay):
+    need("lightning")
+    import lightning as L
+    import torch
+    from watchtrain.lightning import WatchtrainCallback
+
+    class Blobs(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = mlp()
+
+        def training_step(self, batch, _):
+            x, y = batch
+            loss = torch.nn.functional.cross_entropy(self.net(x), y)
+            self.log("train_loss", loss, on_step=True, on_epoch=True)
+            return loss
+
+        def validation_step(self, batch, _):
+            x, y = batch
+            out = self.net(x)
+            self.log("val_loss", torch.nn.functional.cross_entropy(out, y))
+            self.log("val_acc", (out.argmax(1) == y).float().mean())
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    x, y = blobs()
+    xv, yv = blobs(64, seed=1)
+    train = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    valid = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xv, yv), batch_size=16)
+    trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[WatchtrainCallback(relay.url, name="lightning blobs")])
+    trainer.fit(Blobs(), train, valid)
+    training = finished(relay, "lightning blobs")
+    state = relay.state(training["id"])
+    assert state["status"] == "completed"
+    assert {"train_loss_epoch", "val_loss", "val_acc"} <= set(state["metrics"]), state["metrics"]
+    assert not any(m.endswith("_step") for m in state["metrics"])
+    assert state["train"] == {"done": 16, "total": 16} and state["valid"] == {"done": 4, "total": 4}
+    rows = relay.history(training["id"])
+    assert [r[0] for r in rows] == [0, 1, 2]
+    i = state["metrics"].index("val_loss")
+    assert rows[-1][1 + i] == pytest.approx(float(trainer.callback_metrics["val_loss"]), rel=1e-6)
+
+
+def test_lightning_exception(relay):
+    need("lightning")
+    import lightning as L
+    import torch
+    from watchtrain.lightning import WatchtrainCallback
+
+    class Boom(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = mlp()
+
+        def training_step(self, batch, i):
+            if self.current_epoch == 1:
+                raise ValueError("bad batch")
+            x, y = batch
+            return torch.nn.functional.cross_entropy(self.net(x), y)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    x, y = blobs()
+    train = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[WatchtrainCallback(relay.url, name="lightning boom")])
+    with pytest.raises(ValueError):
+        trainer.fit(Boom(), train)
+    training = finished(relay, "lightning boom")
+    assert training["status"] == "failed"
+    assert "bad batch" in relay.state(training["id"])["reason"]
+
+
+def test_keras(relay):
+    keras = need("keras")
+    import numpy as np
+    from watchtrain.keras import WatchtrainCallback
+
+    assert keras.backend.backend() == "torch"
+    x, y = blobs()
+    xv, yv = blobs(64, seed=1)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    history = model.fit(np.asarray(x), np.asarray(y), validation_data=(np.asarray(xv), np.asarray(yv)), epochs=3,
+                        batch_size=16, verbose=0, callbacks=[WatchtrainCallback(relay.url, name="keras blobs")])
+    training = finished(relay, "keras blobs")
+    state = relay.state(training["id"])
+    assert state["status"] == "completed"
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(state["metrics"]), state["metrics"]
+    assert state["epochs"] == 3 and state["train"] == {"done": 16, "total": 16}
+    rows = relay.history(training["id"])
+    assert [r[0] for r in rows] == [0, 1, 2]
+    i = state["metrics"].index("val_loss")
+    assert rows[-1][1 + i] == pytest.approx(history.history["val_loss"][-1], rel=1e-5)
+
+
+def test_transformers_trainer(relay, tmp_path):
+    need("transformers")
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
+    from watchtrain.transformers import WatchtrainCallback
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=32, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=16, num_labels=2)
+    model = BertForSequenceClassification(config)  # randomly initialised: nothing fetched
+
+    class Tokens(torch.utils.data.Dataset):
+        def __init__(self, n, seed):
+            g = torch.Generator().manual_seed(seed)
+            self.labels = torch.randint(0, 2, (n,), generator=g)
+            self.ids = torch.randint(2, 16, (n, 8), generator=g) + self.labels[:, None] * 16
+
+        def __len__(self):
+            return len(self.labels)
+
+        def __getitem__(self, i):
+            return {"input_ids": self.ids[i], "attention_mask": torch.ones(8, dtype=torch.long),
+                    "labels": self.labels[i]}
+
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), num_train_epochs=3, per_device_train_batch_size=16,
+                             per_device_eval_batch_size=16, eval_strategy="epoch", logging_strategy="epoch",
+                             save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True, learning_rate=1e-3)
+    trainer = Trainer(model=model, args=args, train_dataset=Tokens(128, 0), eval_dataset=Tokens(32, 1),
+                      callbacks=[WatchtrainCallback(relay.url, name="bert tiny")])
+    trainer.train()
+    training = finished(relay, "bert tiny")
+    state = relay.state(training["id"])
+    assert state["status"] == "completed"
+    assert {"train_loss", "eval_loss"} <= set(state["metrics"]), state["metrics"]
+    assert state["epochs"] == 3 and state["train"]["total"] == 8
+    rows = relay.history(training["id"])
+    assert [r[0] for r in rows] == [0, 1, 2]
+    evals = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
+    i = state["metrics"].index("eval_loss")
+    assert [r[1 + i] for r in rows] == pytest.approx(evals, rel=1e-6)
+    assert all(not math.isnan(v) for r in rows for v in r[1:])

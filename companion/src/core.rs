@@ -162,10 +162,15 @@ impl Core {
             return Vec::new();
         }
         let id = frame.training_id;
+        // Following the latest, the relay's snapshot of another training means it
+        // switched; other frames switch only to a newer (higher) id.
+        let snapshot = matches!(frame.action, Action::Snapshot(_));
         let switch = match (&self.training, self.follow) {
             (_, Follow::Id(want)) if want != id => return Vec::new(),
             (None, _) => true,
-            (Some((current, _)), Follow::Latest) if id < *current => return Vec::new(),
+            (Some((current, _)), Follow::Latest) if id < *current && !snapshot => {
+                return Vec::new()
+            }
             (Some((current, _)), _) => id != *current,
         };
         if switch {

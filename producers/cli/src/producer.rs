@@ -394,6 +394,13 @@ impl Producer {
                         e.kind(),
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) => {}
+                // The relay dropped the connection after our close: it read everything before it.
+                Err(tungstenite::Error::Protocol(
+                    tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+                )) => {
+                    self.pending.clear();
+                    return true;
+                }
                 Err(_) => return false,
             }
         }

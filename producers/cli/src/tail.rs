@@ -267,7 +267,21 @@ impl Table {
                     let parsed = if format == Format::JsonLines || line.starts_with('{') {
                         self.json_line(line)
                     } else {
-                        self.csv_line(line)
+                        let had_header = self.header.is_some();
+                        let parsed = self.csv_line(line);
+                        if !had_header {
+                            // A CSV header names the metrics, in its order.
+                            for name in self.header.iter().flatten() {
+                                if !skipped(name)
+                                    && !self.metrics.contains(name)
+                                    && self.metrics.len() < MAX_METRICS
+                                {
+                                    self.metrics.push(name.clone());
+                                    changes.metrics_changed = true;
+                                }
+                            }
+                        }
+                        parsed
                     };
                     if let Some((epoch, cells, duration)) = parsed {
                         for (name, _) in &cells {

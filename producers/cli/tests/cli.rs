@@ -1,0 +1,438 @@
+//! The `watchtrain` binary against the real relay binary on a loopback port,
+//! with log files appended to by other processes, rotated and truncated.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn cli() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_watchtrain"))
+}
+
+/// The relay binary beside ours in the target folder (built here when missing).
+fn relay_binary() -> PathBuf {
+    let path = cli().with_file_name("watchtrain-relay");
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-q", "-p", "watchtrain-relay"])
+            .status()
+            .expect("cargo build");
+        assert!(status.success());
+    }
+    path
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Relay {
+    port: u16,
+    db: PathBuf,
+    child: Option<Child>,
+}
+
+impl Relay {
+    fn new(dir: &Path) -> Relay {
+        Relay {
+            port: free_port(),
+            db: dir.join("relay.sqlite3"),
+            child: None,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn start(&mut self) {
+        let child = Command::new(relay_binary())
+            .args(["--listen", &format!("127.0.0.1:{}", self.port), "--db"])
+            .arg(&self.db)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("relay starts");
+        self.child = Some(child);
+        wait_for("relay up", || http_get(self.port, "/healthz").is_some());
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn json(&self, path: &str) -> Option<Value> {
+        serde_json::from_str(&http_get(self.port, path)?).ok()
+    }
+
+    fn training(&self, name: &str) -> Option<Value> {
+        let list = self.json("/v1/trainings")?;
+        list.as_array()?.iter().find(|t| t["name"] == name).cloned()
+    }
+
+    /// The stored stats rows: (epoch, values).
+    fn history(&self, id: u64) -> Vec<(u32, Vec<f64>)> {
+        let text =
+            http_get(self.port, &format!("/v1/trainings/{id}/history.csv")).unwrap_or_default();
+        text.lines()
+            .skip(1)
+            .map(|line| {
+                let cells: Vec<&str> = line.split(',').collect();
+                (
+                    cells[0].parse().unwrap(),
+                    cells[2..]
+                        .iter()
+                        .map(|c| c.parse().unwrap_or(f64::NAN))
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let ok = head.split(' ').nth(1) == Some("200");
+    ok.then(|| body.to_string())
+}
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Appends `text` to `file` from another process, as a training would.
+fn append(file: &Path, text: &str) {
+    let status = Command::new("sh")
+        .args(["-c", "printf '%s' \"$1\" >> \"$2\"", "sh", text])
+        .arg(file)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn row(epoch: u32) -> String {
+    let e = epoch as f64;
+    format!(
+        "{epoch},{},{},{},00:0{}\n",
+        1.0 / (e + 1.0),
+        1.5 / (e + 1.0),
+        0.5 + e / 20.0,
+        epoch % 10
+    )
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the child did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn tail_follows_appends_rotation_truncation_and_a_relay_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut relay = Relay::new(dir.path());
+    relay.start();
+    let log = dir.path().join("history.csv");
+    append(&log, "epoch,train_loss,valid_loss,accuracy,time\n");
+    let mut tail = Command::new(cli())
+        .args([
+            "tail",
+            "--name",
+            "tailed",
+            "--epochs",
+            "10",
+            "--poll-ms",
+            "50",
+            "--url",
+            &relay.url(),
+        ])
+        .arg(&log)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stored = |relay: &Relay, n: usize| {
+        relay
+            .training("tailed")
+            .is_some_and(|t| relay.history(t["id"].as_u64().unwrap()).len() == n)
+    };
+    for epoch in 0..3 {
+        append(&log, &row(epoch));
+        wait_for("epoch stored", || stored(&relay, epoch as usize + 1));
+    }
+    // Rotation: the log is renamed away and a new one (with its header) takes its place.
+    std::fs::rename(&log, dir.path().join("history.csv.1")).unwrap();
+    append(
+        &log,
+        &format!("epoch,train_loss,valid_loss,accuracy,time\n{}", row(3)),
+    );
+    wait_for("epoch 3 after rotation", || stored(&relay, 4));
+    // Truncation in place (copytruncate).
+    std::fs::write(&log, "").unwrap();
+    append(
+        &log,
+        &format!("epoch,train_loss,valid_loss,accuracy,time\n{}", row(4)),
+    );
+    wait_for("epoch 4 after truncation", || stored(&relay, 5));
+    // The relay dies (kill -9) and comes back; the log goes on meanwhile.
+    relay.kill();
+    append(&log, &row(5));
+    append(&log, &row(6));
+    std::thread::sleep(Duration::from_millis(300));
+    relay.start();
+    for epoch in 7..10 {
+        append(&log, &row(epoch));
+    }
+    let status = wait_exit(&mut tail, Duration::from_secs(30));
+    assert!(status.success());
+    let training = relay.training("tailed").unwrap();
+    assert_eq!(training["status"], "completed");
+    let id = training["id"].as_u64().unwrap();
+    let state = relay.json(&format!("/v1/trainings/{id}")).unwrap();
+    assert_eq!(
+        state["metrics"],
+        serde_json::json!(["train_loss", "valid_loss", "accuracy"])
+    );
+    let history = relay.history(id);
+    assert_eq!(
+        history.iter().map(|r| r.0).collect::<Vec<_>>(),
+        (0..10).collect::<Vec<_>>(),
+        "every epoch once"
+    );
+    for (epoch, values) in history {
+        let e = epoch as f64;
+        let want = [1.0 / (e + 1.0), 1.5 / (e + 1.0), 0.5 + e / 20.0];
+        for (v, w) in values.iter().zip(want) {
+            assert!((v - w).abs() < 1e-6, "epoch {epoch}: {values:?}");
+        }
+    }
+}
+
+#[test]
+fn tail_merges_lightning_rows_and_reads_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut relay = Relay::new(dir.path());
+    relay.start();
+    // Lightning's CSVLogger: step rows, then the epoch's train and validation values on separate rows.
+    let lightning = dir.path().join("metrics.csv");
+    append(
+        &lightning,
+        "epoch,step,train_loss_epoch,train_loss_step,val_loss\n\
+         0,9,,0.9,\n0,15,,,0.8\n0,15,0.85,,\n1,19,,0.5,\n1,31,,,0.45\n1,31,0.5,,\n",
+    );
+    let jsonl = dir.path().join("log.jsonl");
+    append(&jsonl, "{\"epoch\": 0, \"loss\": 1.5, \"acc\": 0.25}\n{\"epoch\": 1, \"loss\": \"NaN\", \"acc\": 0.5}\n");
+    for (file, name) in [(&lightning, "lightning"), (&jsonl, "jsonl")] {
+        let out = Command::new(cli())
+            .args([
+                "tail",
+                "--name",
+                name,
+                "--idle-finish",
+                "0.5",
+                "--poll-ms",
+                "50",
+                "--url",
+                &relay.url(),
+            ])
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let t = relay.training("lightning").unwrap();
+    assert_eq!(t["status"], "completed");
+    let state = relay.json(&format!("/v1/trainings/{}", t["id"])).unwrap();
+    assert_eq!(
+        state["metrics"],
+        serde_json::json!(["train_loss_epoch", "val_loss"])
+    );
+    let latest = relay
+        .history(t["id"].as_u64().unwrap())
+        .into_iter()
+        .map(|r| (r.0, r.1))
+        .collect::<Vec<_>>();
+    let last = latest.iter().rev().find(|r| r.0 == 1).unwrap();
+    assert_eq!(last.1, vec![0.5, 0.45]);
+    let t = relay.training("jsonl").unwrap();
+    let state = relay.json(&format!("/v1/trainings/{}", t["id"])).unwrap();
+    assert_eq!(state["metrics"], serde_json::json!(["acc", "loss"]));
+    let history = relay.history(t["id"].as_u64().unwrap());
+    assert_eq!(history[0], (0, vec![0.25, 1.5]));
+    assert_eq!(history[1].1[0], 0.5);
+    assert!(history[1].1[1].is_nan());
+}
+
+fn send(relay: &Relay, args: &[&str]) -> Output {
+    Command::new(cli())
+        .arg("send")
+        .args(args)
+        .env("WATCHTRAIN_URL", relay.url())
+        .env("WATCHTRAIN_NAME", "shell job")
+        .env("WATCHTRAIN_METRICS", "loss,accuracy")
+        .env("WATCHTRAIN_EPOCHS", "3")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn send_and_watch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut relay = Relay::new(dir.path());
+    relay.start();
+    let mut ids = Vec::new();
+    for args in [
+        vec!["register"],
+        vec![
+            "stats",
+            "--epoch",
+            "0",
+            "--duration",
+            "2",
+            "loss=0.9",
+            "accuracy=0.5",
+        ],
+        vec![
+            "stats",
+            "--epoch",
+            "1",
+            "--duration",
+            "2",
+            "loss=0.6",
+            "accuracy=0.7",
+        ],
+        vec![
+            "progress",
+            "--epoch",
+            "2",
+            "--batch",
+            "5",
+            "--batches",
+            "10",
+        ],
+        vec!["log", "--level", "warn", "almost there"],
+    ] {
+        let out = send(&relay, &args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ids.push(String::from_utf8(out.stdout).unwrap().trim().to_string());
+    }
+    assert!(
+        ids.iter().all(|id| id == &ids[0]),
+        "every call lands on one training: {ids:?}"
+    );
+    let id: u32 = ids[0].parse().unwrap();
+
+    let watch = Command::new(cli())
+        .args(["watch", &id.to_string(), "--once", "--url", &relay.url()])
+        .output()
+        .unwrap();
+    assert!(
+        watch.status.success(),
+        "{}",
+        String::from_utf8_lossy(&watch.stderr)
+    );
+    let view = String::from_utf8(watch.stdout).unwrap();
+    assert!(view.contains("shell job · running · epoch 3/3"), "{view}");
+    assert!(view.contains("train [##########"), "{view}");
+    assert!(view.contains("5/10"), "{view}");
+    assert!(view.contains("loss"), "{view}");
+    assert!(view.contains("▁"), "a sparkline: {view}");
+
+    // A watcher that stays until the training finishes.
+    let mut watcher = Command::new(cli())
+        .args([
+            "watch",
+            &id.to_string(),
+            "--until-finished",
+            "--no-clear",
+            "--url",
+            &relay.url(),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let out = send(
+        &relay,
+        &["stats", "--epoch", "2", "loss=0.4", "accuracy=0.8"],
+    );
+    assert!(out.status.success());
+    let out = send(&relay, &["finish"]);
+    assert!(out.status.success());
+    assert!(wait_exit(&mut watcher, Duration::from_secs(10)).success());
+    let mut text = String::new();
+    watcher
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert!(text.contains("completed"), "{text}");
+
+    let state = relay.json(&format!("/v1/trainings/{id}")).unwrap();
+    assert_eq!(state["status"], "completed");
+    assert_eq!(
+        state["last_seq"], 5,
+        "2 stats, the log, 1 stats, the finish: numbered across calls"
+    );
+    assert_eq!(relay.history(id.into()).len(), 3);
+}
+
+#[test]
+fn send_fails_cleanly_without_a_relay() {
+    let out = Command::new(cli())
+        .args(["--timeout", "0.5", "send", "--name", "x", "log", "hello"])
+        .env(
+            "WATCHTRAIN_URL",
+            format!("http://127.0.0.1:{}", free_port()),
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not delivered"));
+}

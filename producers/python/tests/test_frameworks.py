@@ -300,3 +300,17 @@ def test_transformers_trainer(relay, tmp_path):
     i = state["metrics"].index("eval_loss")
     assert [r[1 + i] for r in rows] == pytest.approx(evals, rel=1e-6)
     assert all(not math.isnan(v) for r in rows for v in r[1:])
+
+
+def test_fastai_fine_tune_is_one_training(relay):
+    from watchtrain.fastai import WatchtrainCallback
+
+    learn = fastai_learner()
+    with learn.no_logging(), learn.no_bar():
+        learn.fine_tune(2, 1e-2, freeze_epochs=1, cbs=WatchtrainCallback(relay.url, name="fastai fine_tune"))
+    training = finished(relay, "fastai fine_tune")
+    assert len([t for t in relay.trainings() if t["name"] == "fastai fine_tune"]) == 1
+    state = relay.state(training["id"])
+    assert state["status"] == "completed"
+    assert state["epochs"] == 3
+    assert [r[0] for r in relay.history(training["id"])] == [0, 1, 2]

@@ -7,7 +7,7 @@ const token = new URLSearchParams(location.search).get("token");
 const q = token ? "?token=" + encodeURIComponent(token) : "";
 const $ = (id) => document.getElementById(id);
 
-await init({ module_or_path: "wasm/watchtrain_watch_bg.wasm" });
+const wasm = await init({ module_or_path: "wasm/watchtrain_watch_bg.wasm" });
 
 const face = { view: new View(336, 336), canvas: $("face") };
 const big = { view: new View(960, 540), canvas: $("big") };
@@ -19,12 +19,13 @@ let trainings = [];
 
 function paint({ view, canvas }) {
   view.render();
-  const px = view.pixels();
+  // Zero-copy view of the framebuffer in wasm memory; ImageData copies it once.
+  const px = new Uint8ClampedArray(wasm.memory.buffer, view.pixels_ptr(), view.width() * view.height() * 4);
   if (canvas.width !== view.width() || canvas.height !== view.height()) {
     canvas.width = view.width();
     canvas.height = view.height();
   }
-  const image = new ImageData(new Uint8ClampedArray(px.buffer, px.byteOffset, px.length), view.width(), view.height());
+  const image = new ImageData(new Uint8ClampedArray(px), view.width(), view.height());
   canvas.getContext("2d").putImageData(image, 0, 0);
 }
 

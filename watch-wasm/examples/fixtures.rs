@@ -12,7 +12,12 @@ use watchtrain_watch::{layout, render, scenarios, vector, Screen, Theme};
 fn main() {
     let dir = std::path::PathBuf::from(std::env::args().nth(1).expect("usage: fixtures DIR"));
     std::fs::create_dir_all(&dir).unwrap();
-    let screens = [Screen::VERSA3, Screen::VERSA2, Screen::IONIC, Screen::new(800, 480)];
+    let screens = [
+        Screen::VERSA3,
+        Screen::VERSA2,
+        Screen::IONIC,
+        Screen::new(800, 480),
+    ];
     for name in scenarios::NAMES {
         let mut frames = Vec::new();
         for f in scenarios::frames(name).unwrap() {
@@ -24,7 +29,11 @@ fn main() {
         let state = scenarios::state(name).unwrap();
         for s in screens {
             let stem = format!("{name}_{}x{}", s.width, s.height);
-            std::fs::write(dir.join(format!("{stem}.rgba")), render(&state, s, &Theme::dark()).data()).unwrap();
+            std::fs::write(
+                dir.join(format!("{stem}.rgba")),
+                render(&state, s, &Theme::dark()).data(),
+            )
+            .unwrap();
             let mut ops = Vec::new();
             for m in vector::encode(&layout(&state, s, &Theme::dark()), None) {
                 ops.extend((m.len() as u16).to_le_bytes());
@@ -33,11 +42,21 @@ fn main() {
             std::fs::write(dir.join(format!("{stem}.ops")), ops).unwrap();
         }
     }
-    let screens: Vec<String> = screens.iter().map(|s| format!("[{}, {}]", s.width, s.height)).collect();
-    let names: Vec<String> = scenarios::NAMES.iter().map(|n| format!("\"{n}\"")).collect();
+    let screens: Vec<String> = screens
+        .iter()
+        .map(|s| format!("[{}, {}]", s.width, s.height))
+        .collect();
+    let names: Vec<String> = scenarios::NAMES
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect();
     std::fs::write(
         dir.join("index.json"),
-        format!("{{\"scenarios\": [{}], \"screens\": [{}]}}\n", names.join(", "), screens.join(", ")),
+        format!(
+            "{{\"scenarios\": [{}], \"screens\": [{}]}}\n",
+            names.join(", "),
+            screens.join(", ")
+        ),
     )
     .unwrap();
 }

@@ -14,8 +14,8 @@ export async function loadWatch() {
   const glue = join(dir, "watchtrain_watch.mjs");
   writeFileSync(glue, readFileSync(join(wasmDir, "watchtrain_watch.js")));
   const mod = await import(glue);
-  mod.initSync({ module: readFileSync(join(wasmDir, "watchtrain_watch_bg.wasm")) });
-  return mod;
+  const exports = mod.initSync({ module: readFileSync(join(wasmDir, "watchtrain_watch_bg.wasm")) });
+  return { ...mod, memory: exports.memory };
 }
 
 // Splits u16-LE-length-prefixed records.

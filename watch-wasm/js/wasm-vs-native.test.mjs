@@ -11,7 +11,7 @@ import { loadWatch, records } from "./load.mjs";
 const dir = process.env.FIXTURES;
 if (!dir) throw new Error("set FIXTURES to the directory written by the fixtures example");
 const index = JSON.parse(readFileSync(join(dir, "index.json"), "utf8"));
-const { View } = await loadWatch();
+const { View, memory } = await loadWatch();
 
 function firstDifference(a, b) {
   for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return i;
@@ -30,6 +30,8 @@ for (const name of index.scenarios) {
       assert.equal(pixels.length, w * h * 4);
       const at = firstDifference(pixels, native);
       assert.equal(at, -1, `first differing byte at ${at} (pixel ${Math.floor(at / 4) % w}, ${Math.floor(at / 4 / w)})`);
+      // The zero-copy view the dashboard uses shows the same bytes.
+      assert.equal(firstDifference(new Uint8Array(memory.buffer, view.pixels_ptr(), w * h * 4), native), -1);
       const n = view.vector(true);
       const ops = records(readFileSync(join(dir, `${name}_${w}x${h}.ops`)));
       assert.equal(n, ops.length);

@@ -132,13 +132,25 @@ impl DrawTarget for Framebuffer {
         let Some(bottom_right) = area.bottom_right() else {
             return Ok(());
         };
-        let rgba = [color.r(), color.g(), color.b(), 255];
-        let (x0, x1) = (area.top_left.x as usize, bottom_right.x as usize);
-        for y in area.top_left.y as usize..=bottom_right.y as usize {
-            let row = y * self.width as usize * 4;
-            for px in self.data[row + x0 * 4..row + (x1 + 1) * 4].chunks_exact_mut(4) {
-                px.copy_from_slice(&rgba);
-            }
+        // Fill the first row pixel by pixel, then copy it: one memcpy per row
+        // (a memcpy per pixel is slow in a size-optimised wasm build).
+        let (r, g, b) = (color.r(), color.g(), color.b());
+        let stride = self.width as usize * 4;
+        let (x0, x1) = (
+            area.top_left.x as usize * 4,
+            (bottom_right.x as usize + 1) * 4,
+        );
+        let (y0, y1) = (area.top_left.y as usize, bottom_right.y as usize);
+        let first = y0 * stride;
+        for px in self.data[first + x0..first + x1].chunks_exact_mut(4) {
+            px[0] = r;
+            px[1] = g;
+            px[2] = b;
+            px[3] = 255;
+        }
+        for y in y0 + 1..=y1 {
+            self.data
+                .copy_within(first + x0..first + x1, y * stride + x0);
         }
         Ok(())
     }

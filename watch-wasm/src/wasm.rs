@@ -86,6 +86,13 @@ impl View {
         self.fb.data().to_vec()
     }
 
+    /// Where the framebuffer's RGBA bytes start in the wasm memory, for a
+    /// zero-copy `new Uint8ClampedArray(memory.buffer, ptr, width * height * 4)`;
+    /// valid until the next call into the view (a call may grow the memory).
+    pub fn pixels_ptr(&self) -> *const u8 {
+        self.fb.data().as_ptr()
+    }
+
     /// Width in pixels.
     pub fn width(&self) -> u32 {
         self.screen.width

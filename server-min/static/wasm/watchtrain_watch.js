@@ -84,6 +84,16 @@ export class View {
         return v1;
     }
     /**
+     * Where the framebuffer's RGBA bytes start in the wasm memory, for a
+     * zero-copy `new Uint8ClampedArray(memory.buffer, ptr, width * height * 4)`;
+     * valid until the next call into the view (a call may grow the memory).
+     * @returns {number}
+     */
+    pixels_ptr() {
+        const ret = wasm.view_pixels_ptr(this.__wbg_ptr);
+        return ret >>> 0;
+    }
+    /**
      * Lays out and paints the face into the framebuffer.
      */
     render() {

@@ -356,3 +356,9 @@ pub fn grow_probe(kib: u32, text: &str, bytes: &[u8]) -> String {
 pub fn saturate(x: f64) -> i32 {
     x as i32
 }
+
+/// The size of the module's linear memory in bytes (grows, never shrinks).
+#[wasm_bindgen]
+pub fn memory_bytes() -> u32 {
+    (core::arch::wasm32::memory_size(0) * 65536) as u32
+}

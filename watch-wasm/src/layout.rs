@@ -216,7 +216,13 @@ pub fn layout(state: &TrainingState, screen: Screen, theme: &Theme) -> Scene {
 
     // Legend at the bottom, chart in between.
     let n = state.metrics.len();
-    let cols: i32 = if n >= 2 && w >= 240 { 2 } else { 1 };
+    // Two columns on a watch; on wider screens one about every 220 px, so a
+    // value stays near its name.
+    let cols: i32 = if n >= 2 && w >= 240 {
+        (w / 220).clamp(2, n as i32)
+    } else {
+        1
+    };
     let rows = (n as i32 + cols - 1) / cols;
     let row_h = i32::from(m.legend.height()) + 2;
     let legend_top = h - m.bottom - rows * row_h;

@@ -1,1 +1,1 @@
-//! watchtrain-tests: placeholder until its issue lands.
+//! End-to-end tests across the parts live in `tests/tests/`; this crate has no code of its own.

@@ -314,3 +314,74 @@ def test_fastai_fine_tune_is_one_training(relay):
     assert state["status"] == "completed"
     assert state["epochs"] == 3
     assert [r[0] for r in relay.history(training["id"])] == [0, 1, 2]
+
+
+def cli_binary():
+    """The Rust CLI: $WATCHTRAIN_CLI_BIN, else target/debug/watchtrain (built when missing)."""
+    import subprocess
+
+    from relay_process import REPO
+
+    explicit = os.environ.get("WATCHTRAIN_CLI_BIN")
+    if explicit:
+        return explicit
+    path = REPO / "target" / "debug" / "watchtrain"
+    if not path.exists():
+        subprocess.run(["cargo", "build", "-q", "-p", "watchtrain-cli"], cwd=REPO, check=True)
+    return str(path)
+
+
+def tail_while(relay, log, name, epochs, train):
+    """Runs ``watchtrain tail`` on ``log`` while ``train()`` writes it; returns the training's state and rows."""
+    import subprocess
+
+    tail = subprocess.Popen([cli_binary(), "tail", str(log), "--name", name, "--epochs", str(epochs),
+                             "--poll-ms", "50", "--url", relay.url], stderr=subprocess.PIPE, text=True)
+    try:
+        result = train()
+        assert tail.wait(30) == 0, tail.stderr.read()
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+    training = finished(relay, name)
+    return result, relay.state(training["id"]), relay.history(training["id"])
+
+
+def test_tail_follows_fastai_csvlogger(relay, tmp_path):
+    from fastai.callback.progress import CSVLogger
+
+    log = tmp_path / "history.csv"
+    learn = fastai_learner()
+
+    def train():
+        with learn.no_bar():
+            learn.fit(3, 1e-2, cbs=CSVLogger(fname=str(log)))
+        return [[float(v) for v in row] for row in learn.recorder.values]
+
+    values, state, rows = tail_while(relay, log, "fastai csv", 3, train)
+    assert state["status"] == "completed"
+    assert state["metrics"] == ["train_loss", "valid_loss", "accuracy"]
+    assert [r[0] for r in rows] == [0, 1, 2]
+    assert [list(r[1:]) for r in rows] == [pytest.approx(v, rel=1e-5) for v in values]
+
+
+def test_tail_follows_keras_csvlogger(relay, tmp_path):
+    keras = need("keras")
+    import numpy as np
+
+    log = tmp_path / "keras.csv"
+    x, y = blobs()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+
+    def train():
+        return model.fit(np.asarray(x), np.asarray(y), validation_split=0.25, epochs=3, batch_size=16, verbose=0,
+                         callbacks=[keras.callbacks.CSVLogger(str(log))]).history
+
+    history, state, rows = tail_while(relay, log, "keras csv", 3, train)
+    assert state["status"] == "completed"
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(state["metrics"])
+    i = state["metrics"].index("val_loss")
+    assert [r[1 + i] for r in rows] == pytest.approx(history["val_loss"], rel=1e-5)

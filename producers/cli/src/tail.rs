@@ -390,3 +390,89 @@ impl Table {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(text: &str) -> Vec<Event> {
+        text.lines().map(|l| Event::Line(l.to_string())).collect()
+    }
+
+    #[test]
+    fn cells_and_numbers() {
+        assert_eq!(
+            split_csv(r#"a,"b,c","d""e",,"#),
+            ["a", "b,c", "d\"e", "", ""]
+        );
+        assert_eq!(number(" 0.5 "), Some(0.5));
+        assert!(number("nan").unwrap().is_nan());
+        assert_eq!(number("-inf"), Some(f32::NEG_INFINITY));
+        assert_eq!(number(""), None);
+        assert_eq!(number("00:12"), None);
+        assert_eq!(duration_ms("01:02"), Some(62_000));
+        assert_eq!(duration_ms("1:00:00"), Some(3_600_000));
+        assert_eq!(duration_ms("2.5"), Some(2_500));
+    }
+
+    #[test]
+    fn keras_csv_without_time_and_a_repeated_header() {
+        let mut t = Table::default();
+        let c = t.read(
+            Format::Csv,
+            &lines("epoch,accuracy,loss,val_loss\n0,0.5,1.0,1.1\nepoch,accuracy,loss,val_loss\n1,0.6,0.8,0.9"),
+        );
+        assert_eq!(c.epochs, [0, 1]);
+        assert_eq!(t.metrics, ["accuracy", "loss", "val_loss"]);
+        assert_eq!(t.values(1), [0.6, 0.8, 0.9]);
+        assert_eq!(t.rows[&0].duration_ms, None);
+    }
+
+    #[test]
+    fn rows_without_an_epoch_column_count_epochs() {
+        let mut t = Table::default();
+        t.read(Format::Csv, &lines("loss,acc\n1.0,0.1\n0.5,0.2"));
+        assert_eq!(t.rows.keys().copied().collect::<Vec<_>>(), [0, 1]);
+    }
+
+    #[test]
+    fn an_unchanged_row_is_not_sent_again() {
+        let mut t = Table::default();
+        t.read(Format::JsonLines, &lines(r#"{"epoch": 0, "loss": 1}"#));
+        let c = t.read(Format::JsonLines, &lines(r#"{"epoch": 0, "loss": 1}"#));
+        assert!(c.epochs.is_empty() && !c.metrics_changed);
+        let c = t.read(Format::JsonLines, &lines(r#"{"epoch": 0, "val_loss": 2}"#));
+        assert_eq!(c.epochs, [0]);
+        assert!(c.metrics_changed);
+    }
+
+    #[test]
+    fn follower_sees_appends_partial_lines_rotation_and_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.csv");
+        let mut f = Follower::new(&path);
+        assert_eq!(f.poll().unwrap(), []);
+        std::fs::write(&path, "a\nb").unwrap();
+        assert_eq!(f.poll().unwrap(), [Event::NewFile, Event::Line("a".into())]);
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut file, b"c\r\nd").unwrap();
+        assert_eq!(f.poll().unwrap(), [Event::Line("bc".into())]);
+        std::fs::rename(&path, dir.path().join("log.csv.1")).unwrap();
+        std::fs::write(&path, "new\n").unwrap();
+        assert_eq!(
+            f.poll().unwrap(),
+            [
+                Event::Line("d".into()),
+                Event::NewFile,
+                Event::Line("new".into())
+            ]
+        );
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(f.poll().unwrap(), [Event::NewFile]);
+        std::fs::write(&path, "x\n").unwrap();
+        assert_eq!(f.poll().unwrap(), [Event::Line("x".into())]);
+    }
+}

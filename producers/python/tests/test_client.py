@@ -279,3 +279,16 @@ def test_non_finite_values_arrive(relay):
     run.finish()
     frame_values = relay.history(run.training_id)[0][1:]
     assert math.isnan(frame_values[0]) and frame_values[1] == math.inf
+
+
+def test_a_rejected_frame_is_logged_and_does_not_stop_the_others(relay, caplog):
+    run = watchtrain.Run("rejected", metrics=["loss"], url=relay.url)
+    run.log_epoch(0, loss=1.0)
+    run._enqueue(watchtrain.protocol.Stats(1, 0, [1.0, 2.0]))  # two values for one metric
+    run.log_epoch(2, loss=0.5)
+    with caplog.at_level("WARNING", logger="watchtrain"):
+        run.finish()
+    assert any("rejected a frame" in r.getMessage() for r in caplog.records), caplog.text
+    state = relay.state(run.training_id)
+    assert state["status"] == "completed"
+    assert [r[0] for r in relay.history(run.training_id)] == [0, 2]

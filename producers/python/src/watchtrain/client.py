@@ -503,6 +503,9 @@ class Run:
         try:
             frame = p.decode(message)
         except p.DecodeError:
+            if message[:1] == b"{":  # the relay explains a rejected frame in JSON text
+                text = message[:200].decode("utf-8", "replace")
+                self._warn_once(("rejected", text), "watchtrain: the relay rejected a frame: %s", text)
             return
         if isinstance(frame.action, p.Ack) and (frame.training_id in (0, self._training_id)):
             with self._lock:

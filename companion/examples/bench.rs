@@ -100,7 +100,7 @@ fn main() {
             paced_messages += out.len();
             paced += size(&out);
         }
-        let out = core.relay_frame(&frame.to_bytes().expect("frame").to_vec(), *t);
+        let out = core.relay_frame(&frame.to_bytes().expect("frame"), *t);
         paced_messages += out.len();
         paced += size(&out);
     }
@@ -114,10 +114,7 @@ fn main() {
     core.watch_message(&[1.0, 1.0], 0.0);
     let (mut progress, mut stats) = (Vec::new(), Vec::new());
     for (i, (_, frame)) in frames.iter().enumerate() {
-        let out = core.relay_frame(
-            &frame.to_bytes().expect("frame").to_vec(),
-            1000.0 * (i as f64 + 1.0),
-        );
+        let out = core.relay_frame(&frame.to_bytes().expect("frame"), 1000.0 * (i as f64 + 1.0));
         match frame.action {
             Action::Progress(_) if !out.is_empty() => progress.push(size(&out)),
             Action::Stats(_) => stats.push(size(&out)),

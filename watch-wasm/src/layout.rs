@@ -67,7 +67,7 @@ impl Metrics {
             } else {
                 Font::Medium
             },
-            label: if big { Font::Medium } else { Font::Small },
+            label: if big { Font::Bold } else { Font::Small },
             small: Font::Small,
             legend: if big { Font::Medium } else { Font::Small },
             margin_x: (w / 24).max(6),
@@ -141,7 +141,7 @@ pub fn layout(state: &TrainingState, screen: Screen, theme: &Theme) -> Scene {
     );
     let status_chars = ((w - 2 * m.margin_x - eta_w - ladv) / ladv).max(1) as usize;
     let status = status_text(state);
-    let status: String<40> = format::elide(&status, status_chars);
+    let status: String<40> = format::cut(&status, status_chars);
     scene.text(
         Point::new(m.margin_x, y + baseline(m.label)),
         &status,
@@ -278,7 +278,8 @@ fn status_text(state: &TrainingState) -> String<80> {
 fn eta_text(state: &TrainingState) -> String<20> {
     let mut s: String<20> = String::new();
     if state.status.is_finished() {
-        if state.timed_epochs > 0 {
+        // A reason (why it failed) matters more than how long it ran.
+        if state.timed_epochs > 0 && state.reason.is_empty() {
             let _ = s.push_str("took ");
             let _ = s.push_str(&format::duration(state.elapsed_ms));
         }

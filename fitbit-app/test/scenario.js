@@ -115,6 +115,25 @@ async function scenario(t, { withWasm }) {
   await sleep(1500);
   assert.deepStrictEqual(fit.vibrations.map((v) => v.pattern), ["nudge-max", "nudge", "nudge"], "one buzz per event");
 
+  // The phone goes out of reach: "waiting for phone"; back: a full repaint of the same face.
+  fit.disconnectPhone();
+  assert.strictEqual(fit.status(), "waiting for phone");
+  const paintsAway = fit.received.length;
+  fit.reconnectPhone();
+  await until("a repaint when the phone is back", () => fit.received.length > paintsAway && fit.status() === "");
+  await watchShowsRelayState("the same face after the phone came back");
+
+  // Follow a chosen training: the settings list it (GET /v1/trainings) and the
+  // companion re-subscribes by id.
+  const statesBefore = fit.relayStates.length;
+  fit.chooseTraining(id);
+  await until("the settings list of trainings", () =>
+    JSON.parse(fit.settings.get("trainings_list") || "[]").some((x) => x.id === id && x.name === `sim ${mode}`));
+  await until("a new connection, by id", () =>
+    fit.relayStates.slice(statesBefore).includes(0) && fit.relayStates.at(-1) === 1 && fit.status() === "");
+  await watchShowsRelayState("the chosen training's face");
+  assert.strictEqual(fit.vibrations.length, 3, "re-subscribing buzzes nothing");
+
   // Every message to the watch fits Fitbit's limit.
   const toWatch = fit.messages.filter((m) => m.from === "companion");
   const biggest = Math.max(...toWatch.map((m) => m.payload));

@@ -220,6 +220,25 @@ async function startFitbit({ relayUrl, withWasm }) {
     lastPaint: () => lastPaint,
     status: () => (doc.elements.status.style.display === "inline" ? doc.elements.status.text : ""),
     texts: () => Object.values(doc.elements).filter((e) => e.tag === "text" && /^t\d+$/.test(e.id) && e.style.display === "inline").map((e) => e.text),
+    // The phone goes out of reach of the watch, and comes back.
+    disconnectPhone() {
+      for (const side of [pair.watch, pair.companion]) {
+        side.readyState = side.CLOSED;
+        side.onclose && side.onclose({ code: 1 });
+      }
+    },
+    reconnectPhone() {
+      for (const side of [pair.companion, pair.watch]) {
+        side.readyState = side.OPEN;
+        side.onopen && side.onopen({});
+      }
+    },
+    // Picks a training in the settings page's list, as the Select stores it.
+    chooseTraining(id) {
+      settings.set("training", JSON.stringify({ selected: [1], values: [{ name: `#${id}`, value: String(id) }] }));
+      settingsStorage.onchange && settingsStorage.onchange({ key: "training" });
+    },
+    settings,
     // Clears the relay URL in the settings: the companion disconnects and stops retrying.
     stop() {
       settings.set("relay_url", JSON.stringify({ name: "" }));

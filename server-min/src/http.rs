@@ -192,9 +192,16 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Read buffer of a WebSocket: messages are small (the default is 128 KiB per connection).
+const WS_READ_BUFFER: usize = 4 * 1024;
+/// Bytes gathered before a write: enough for a batch of frames, small for 1,000 consumers.
+const WS_WRITE_BUFFER: usize = 8 * 1024;
+
 fn upgrade(hub: &Hub, ws: WebSocketUpgrade) -> WebSocketUpgrade {
     ws.max_message_size(hub.config.max_frame_bytes)
         .max_frame_size(hub.config.max_frame_bytes)
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(WS_WRITE_BUFFER)
 }
 
 async fn produce(

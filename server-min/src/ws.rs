@@ -277,6 +277,9 @@ where
                     }
                 };
                 last_seen = Instant::now();
+                // A producer whose frames are all buffered would otherwise run on
+                // without yielding, and its consumers would fall behind.
+                tokio::task::coop::consume_budget().await;
                 let result = match (msg, kind) {
                     (Message::Binary(bytes), ProducerKind::Binary) => {
                         bucket.take().await;

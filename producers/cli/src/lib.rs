@@ -199,9 +199,29 @@ pub struct WatchOptions {
 }
 
 /// Shows a training from the relay, redrawing at most 4 times a second.
+///
+/// Unless `once` is set, a lost connection (a relay restart, say) is retried
+/// every 2 seconds, with a line on stderr; the view picks up from the new snapshot.
 pub fn run_watch(
     endpoint: Endpoint,
     options: WatchOptions,
+    out: &mut dyn std::io::Write,
+) -> Result<(), String> {
+    loop {
+        match watch_once(&endpoint, &options, out) {
+            Ok(()) => return Ok(()),
+            Err(e) if options.once => return Err(e),
+            Err(e) => {
+                eprintln!("watchtrain: {e}; retrying in 2 s");
+                std::thread::sleep(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+fn watch_once(
+    endpoint: &Endpoint,
+    options: &WatchOptions,
     out: &mut dyn std::io::Write,
 ) -> Result<(), String> {
     let path = match options.training {

@@ -297,3 +297,76 @@ async fn a_dead_peer_is_dropped_by_ping() {
     );
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_fast_websocket_producer_is_slowed_not_dropped() {
+    let relay = Relay::start(Config {
+        max_fps: 100,
+        ..Config::in_memory()
+    })
+    .await;
+    let mut producer = connect(&relay.ws("/v1/produce")).await;
+    let (id, _) = register(&mut producer, 0, "fast", "fast", &["loss"], 2).await;
+    let started = std::time::Instant::now();
+    // One second's burst passes at once; the next 150 frames take about 1.5 s.
+    for seq in 1..=250 {
+        send_frame(&mut producer, &progress(id, seq, 0, seq)).await;
+    }
+    wait_ack(&mut producer, 250).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(1200),
+        "250 frames at 100/s went through in {:?}",
+        started.elapsed()
+    );
+    let one = get_json(relay.addr, &format!("/v1/trainings/{id}")).await;
+    assert_eq!(one["last_seq"], 250);
+    assert_eq!(one["train"]["done"], 250);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn retention_drops_the_oldest_finished_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        db: dir.path().join("relay.sqlite3"),
+        keep_trainings: 2,
+        ..Config::in_memory()
+    };
+    let relay = Relay::start(config.clone()).await;
+    let mut producer = connect(&relay.ws("/v1/produce")).await;
+    let (old, _) = register(&mut producer, 0, "old", "old", &["loss"], 1).await;
+    let (done, _) = register(&mut producer, 0, "done", "done", &["loss"], 1).await;
+    send_frame(&mut producer, &finished(done, 1)).await;
+    wait_ack(&mut producer, 1).await;
+    let (new, _) = register(&mut producer, 0, "new", "new", &["loss"], 1).await;
+    let ids: Vec<u64> = get_json(relay.addr, "/v1/trainings")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [u64::from(old), u64::from(new)]);
+    drop(producer);
+    relay.stop().await;
+    // And from the database.
+    let relay = Relay::start(config).await;
+    assert_eq!(
+        get_json(relay.addr, "/v1/trainings")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let (status, _) = http(
+        relay.addr,
+        "GET",
+        &format!("/v1/trainings/{done}"),
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 404);
+    relay.stop().await;
+}

@@ -5,7 +5,6 @@ mod common;
 
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use watchtrain_protocol::*;
 use watchtrain_relay::Config;
 use watchtrain_watch::{render, Framebuffer, Screen, Theme};
 

@@ -3,7 +3,7 @@
 (for the Fitbit app's <image> elements) from the ASCII art below.
 
 Run from anywhere: python3 watch-wasm/icons/make_icons.py. The outputs are checked in;
-a test (tests/icons.rs) checks that they still match this script's art.
+a test (tests/icons.rs) checks that each PNG shows the same pixels as its BMP.
 '.' is transparent (stored as magenta #ff00ff, the colour key the renderer skips).
 """
 import os, struct, zlib

@@ -1,9 +1,8 @@
 //! The routes: REST, WebSocket upgrades (new and legacy paths), metrics, the dashboard.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::ws::WebSocketUpgrade;
@@ -416,12 +415,6 @@ async fn history_csv(
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response())
 }
 
-/// Token buckets of HTTP producers, by training id.
-fn post_buckets() -> &'static Mutex<HashMap<u32, Bucket>> {
-    static BUCKETS: std::sync::OnceLock<Mutex<HashMap<u32, Bucket>>> = std::sync::OnceLock::new();
-    BUCKETS.get_or_init(Default::default)
-}
-
 /// Splits a POST body: each frame preceded by its length, 2 bytes big-endian.
 pub fn split_frames(mut body: &[u8]) -> Result<Vec<&[u8]>, String> {
     let mut out = Vec::new();
@@ -483,7 +476,11 @@ async fn post_frames_inner(
         return Err(Rejection::new(Reason::BadRequest, "no frames in the body"));
     }
     {
-        let mut buckets = post_buckets().lock().unwrap_or_else(|p| p.into_inner());
+        let mut buckets = hub.post_buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() > hub.config.max_trainings.saturating_mul(4) {
+            // Ids that never became trainings: forget them rather than grow.
+            buckets.clear();
+        }
         let bucket = buckets
             .entry(id)
             .or_insert_with(|| Bucket::new(hub.config.max_fps));

@@ -149,6 +149,8 @@ pub struct Hub {
     legacy_tx: broadcast::Sender<Arc<Event>>,
     /// Flips to true when the relay shuts down; every connection watches it.
     shutdown: watch::Sender<bool>,
+    /// Token buckets of HTTP producers (`--max-fps`), by training id.
+    pub post_buckets: Mutex<HashMap<u32, crate::ws::Bucket>>,
 }
 
 /// Unix time in milliseconds.
@@ -212,6 +214,7 @@ impl Hub {
             latest: watch::Sender::new(latest.map(|(_, id)| id)),
             legacy_tx,
             shutdown: watch::Sender::new(false),
+            post_buckets: Mutex::new(HashMap::new()),
             config,
         }
     }

@@ -581,7 +581,8 @@ impl Hub {
                     epoch: s.epoch,
                     epochs: s.epochs,
                     batch: bar.done,
-                    batches: bar.total,
+                    // An old watch divides by it.
+                    batches: bar.total.max(1),
                 })];
                 if let Some(epoch) = s.latest_epoch {
                     frames.push(Action::Stats(Stats {

@@ -263,6 +263,7 @@ where
         current: None,
         pending_ack: None,
     };
+    tracing::info!(?kind, "producer connected");
     loop {
         tokio::select! {
             msg = stream.next() => {
@@ -340,6 +341,7 @@ where
     if let Some((id, seq)) = session.pending_ack.take() {
         let _ = send(&mut sink, ack_message(id, seq), Duration::from_millis(100)).await;
     }
+    tracing::info!(?kind, training = ?session.current, "producer disconnected");
 }
 
 /// What a consumer session follows.

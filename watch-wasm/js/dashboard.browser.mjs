@@ -17,8 +17,18 @@ if (!RELAY_BIN || !RENDER_BIN) throw new Error("set RELAY_BIN and RENDER_BIN");
 mkdirSync(OUT, { recursive: true });
 const work = mkdtempSync(join(tmpdir(), "watch-browser-"));
 
-// A real relay on a loopback port, its demo training sped up 20 times.
-const relay = spawn(RELAY_BIN, ["--demo", "--demo-speed", "20", "--listen", "127.0.0.1:0", "--db", join(work, "relay.db")], {
+// The browser first: its start-up can be slow, and the demo run is timed.
+const browser = await chromium.launch({
+  executablePath: "/usr/bin/chromium",
+  headless: true,
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run"],
+});
+after(() => browser.close());
+
+// A real relay on a loopback port, its demo training sped up 4 times (a 12-epoch run
+// lasts about a minute, so the page joins one run and sees it live).
+const relay = spawn(RELAY_BIN, ["--demo", "--demo-speed", "4", "--listen", "127.0.0.1:0", "--db", join(work, "relay.db")], {
   stdio: ["ignore", "pipe", "inherit"],
 });
 after(() => relay.kill());
@@ -33,13 +43,6 @@ const addr = await new Promise((resolve, reject) => {
   setTimeout(() => reject(new Error("relay did not start: " + out)), 30000);
 });
 
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run"],
-});
-after(() => browser.close());
 
 function nativeRender(snapshot, w, h) {
   // One record (u16 LE length, bytes); no snapshot is no record: the empty state.
@@ -66,8 +69,8 @@ test("the dashboard draws the live demo face, pixel for pixel the native render"
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
   await page.goto(`http://${addr}/`);
-  // Frames arrive over the WebSocket: wait for a few epochs' worth.
-  await page.waitForFunction(() => window.watchtrain && window.watchtrain.frames() >= 200, null, { timeout: 90000, polling: 200 });
+  // Frames arrive over the WebSocket: wait for two epochs' worth.
+  await page.waitForFunction(() => window.watchtrain && window.watchtrain.frames() >= 150, null, { timeout: 90000, polling: 200 });
   assert.equal(await page.evaluate(() => window.watchtrain.status()), "running");
 
   for (const size of ["336x336", "348x250"]) {

@@ -83,7 +83,8 @@ pub struct Config {
     pub legacy_register_delay: Duration,
 
     /// Also run a simulated training through the producer path, so everything moves.
-    #[arg(long, env = "WATCHTRAIN_DEMO")]
+    #[arg(long, env = "WATCHTRAIN_DEMO", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub demo: bool,
 
     /// Speed of the demo training: 1 = one epoch about every 20 s, 10 = ten times faster.

@@ -5,7 +5,9 @@ const fs = require("fs");
 const path = require("path");
 const { startFitbit, startRelay, startProducer, relaySnapshot, faceCheck, getJson, until, sleep, tmpDir, TOKEN } = require("./sim");
 
-const STALL_AFTER_MS = 2500;
+// Long enough that a relay restart (silence since its last save, plus the producer's reconnect
+// backoff) never looks like a stall; short enough for the stall step.
+const STALL_AFTER_MS = 5000;
 const METRICS = ["train_loss", "valid_loss", "accuracy"];
 
 async function scenario(t, { withWasm }) {

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use watchtrain_protocol::{Action, Frame, TrainingState};
 
 use crate::error::{Reason, Rejection};
-use crate::hub::{Hub, RegisterRequest};
+use crate::hub::{Hub, RegisterRequest, Slot};
 use crate::ws::{self, Bucket, Feed, ProducerKind};
 
 /// The shared state of every handler.
@@ -244,11 +244,16 @@ async fn watch_one(
     let (snapshot, rx) = hub
         .subscribe(id, true)
         .inspect_err(|r| hub.metrics.reject(r.reason))?;
+    let slot = Slot {
+        hub: hub.clone(),
+        training: Some(id),
+        legacy: false,
+    };
     Ok(upgrade(&hub, ws).on_upgrade(move |socket| async move {
         let (sink, stream) = socket.split();
         let feed = Feed::Training { id, snapshot, rx };
-        ws::consume(hub.clone(), sink, stream, feed).await;
-        hub.unwatch(id);
+        ws::consume(hub, sink, stream, feed).await;
+        drop(slot);
     }))
 }
 
@@ -294,14 +299,19 @@ async fn shared_watch(
     let legacy = verbose.is_some();
     hub.join_shared(legacy)
         .inspect_err(|r| hub.metrics.reject(r.reason))?;
+    let slot = Slot {
+        hub: hub.clone(),
+        training: None,
+        legacy,
+    };
     Ok(upgrade(&hub, ws).on_upgrade(move |socket| async move {
         let (sink, stream) = socket.split();
         let feed = match verbose {
             Some(verbose) => Feed::Legacy { verbose },
             None => Feed::Latest,
         };
-        ws::consume(hub.clone(), sink, stream, feed).await;
-        hub.leave_shared(legacy);
+        ws::consume(hub, sink, stream, feed).await;
+        drop(slot);
     }))
 }
 

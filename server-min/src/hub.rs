@@ -121,6 +121,27 @@ impl Drop for Gauge<'_> {
     }
 }
 
+/// A consumer slot taken by [`Hub::subscribe`] (`Some(id)`) or
+/// [`Hub::join_shared`]; released when dropped, also when the upgrade it was
+/// taken for never happens.
+pub struct Slot {
+    /// The hub the slot belongs to.
+    pub hub: Arc<Hub>,
+    /// The training watched by id, or `None` for `/v1/watch` and legacy slots.
+    pub training: Option<u32>,
+    /// For shared slots: the legacy paths' count rather than `/v1/watch`'s.
+    pub legacy: bool,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        match self.training {
+            Some(id) => self.hub.unwatch(id),
+            None => self.hub.leave_shared(self.legacy),
+        }
+    }
+}
+
 /// What applying a producer's frame did.
 pub struct Ingested {
     /// The training.

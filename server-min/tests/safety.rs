@@ -204,11 +204,21 @@ async fn limits_answer_with_a_status() {
     send_frame(&mut producer, &register_frame(0, "c", "c", &["loss"], 2)).await;
     assert_eq!(error_of(&recv_text(&mut producer).await), "limit");
 
-    let _first = connect(&relay.ws(&format!("/v1/trainings/{a}/watch"))).await;
+    let first = connect(&relay.ws(&format!("/v1/trainings/{a}/watch"))).await;
     assert_eq!(
         connect_status(&relay.ws(&format!("/v1/trainings/{a}/watch"))).await,
         503
     );
+    // The slot comes back when the consumer leaves.
+    drop(first);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while connect_status(&relay.ws(&format!("/v1/trainings/{a}/watch"))).await != 101 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "slot never released"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // HTTP producers over --max-fps get 429 and nothing is applied.
     let mut body = Vec::new();

@@ -292,3 +292,28 @@ def test_a_rejected_frame_is_logged_and_does_not_stop_the_others(relay, caplog):
     state = relay.state(run.training_id)
     assert state["status"] == "completed"
     assert [r[0] for r in relay.history(run.training_id)] == [0, 2]
+
+
+def frames_in(relay):
+    for line in relay.get("/metrics").splitlines():
+        if line.startswith("watchtrain_frames_in_total "):
+            return float(line.split()[1])
+    raise AssertionError("no frames_in counter")
+
+
+def test_progress_is_coalesced_and_rate_limited(relay):
+    run = watchtrain.Run("coalesced", url=relay.url, progress_interval=0.25)
+    wait_for(run.connected.is_set, what="connection")
+    before = frames_in(relay)
+    started = time.monotonic()
+    batches = 0
+    while time.monotonic() - started < 2.0:
+        for _ in run.track(range(100_000)):
+            batches += 1
+    elapsed = time.monotonic() - started
+    run.close()
+    sent = frames_in(relay) - before
+    # Millions of batches: at most one progress per 0.25 s, plus the last one at close.
+    assert batches > 100_000
+    assert sent <= elapsed / 0.25 + 3, f"{sent} frames in {elapsed:.2f}s"
+    assert relay.state(run.training_id)["train"] == {"done": 100_000, "total": 100_000}

@@ -375,7 +375,7 @@ class Run:
             now = time.monotonic()
             if self._closing and deadline is None:
                 deadline = now + self.close_timeout
-            if deadline is not None and (now >= deadline or (ws is not None and not self._has_unsent())):
+            if deadline is not None and (now >= deadline or (ws is not None and self._flushed(last_progress))):
                 break
             if ws is None:
                 if now < next_attempt:
@@ -405,7 +405,7 @@ class Run:
                     # The latest progress goes at most every progress_interval, and always just
                     # before numbered frames (so the last batch of an epoch shows before its stats).
                     unsent = self._has_unsent()
-                    due = not self._finished and now - last_progress_at >= self.progress_interval
+                    due = not self._finished and (deadline is not None or now - last_progress_at >= self.progress_interval)
                     if snapshot != last_progress and (due or unsent):
                         before = self._progress_before
                         if before is not None:
@@ -433,6 +433,12 @@ class Run:
     def _progress_frame(self, snapshot: tuple) -> p.Frame:
         phase, epoch, epochs, batch, batches = snapshot
         return p.Frame(self._training_id, 0, p.Progress(phase, int(epoch), int(epochs or 0), int(batch), int(batches or 0)))
+
+    def _flushed(self, last_progress: Optional[tuple]) -> bool:
+        """Nothing left to send: no numbered frame, and no progress newer than the last sent (unless finished)."""
+        cell = self._progress
+        progress_sent = self._finished or cell is None or tuple(cell) == last_progress
+        return progress_sent and not self._has_unsent()
 
     def _has_unsent(self) -> bool:
         return self._sent < len(self._pending)

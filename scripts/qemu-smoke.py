@@ -189,12 +189,14 @@ class WebSocket:
 class Relay:
     """One emulated relay process on 127.0.0.1 with an OS-chosen port."""
 
-    def __init__(self, emulator, binary, db, demo):
-        args = emulator + [binary, "--listen", "127.0.0.1:0", "--db", db]
+    def __init__(self, emulator, binary, db, demo, env=None):
+        args = emulator + [binary, "--listen", "127.0.0.1:0"]
+        if db is not None:
+            args += ["--db", db]
         if demo:
             args += ["--demo", "--demo-speed", "20"]
         self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env)
         self.port = None
         lines = []
 
@@ -265,6 +267,20 @@ def run(opts):
         out = subprocess.run(emulator + [path, "--help"], capture_output=True, text=True, timeout=60)
         check(out.returncode == 0 and all(f in out.stdout for f in flags),
               f"{os.path.basename(path)} --help under {emulator[0]} ({', '.join(flags)})")
+
+    with tempfile.TemporaryDirectory() as home:
+        # Termux: $HOME and no XDG variables; the default --db goes under $HOME/.local/share.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "WATCHTRAIN_"))}
+        env["HOME"] = home
+        relay = Relay(emulator, opts.relay, None, demo=False, env=env)
+        try:
+            health = relay.get("/healthz")
+            code = relay.stop(signal.SIGTERM)
+        finally:
+            relay.stop(signal.SIGKILL)
+        default_db = os.path.join(home, ".local", "share", "watchtrain", "relay.sqlite3")
+        check(health == (200, "ok\n") and code == 0 and os.path.getsize(default_db) > 0,
+              "with only $HOME set (Termux), the default --db is $HOME/.local/share/watchtrain/relay.sqlite3")
 
     with tempfile.TemporaryDirectory() as tmp:
         # A data directory that does not exist yet, as on a fresh phone.

@@ -100,6 +100,11 @@ pub fn run_tail(
             changes.epochs.clone()
         };
         let mut finished = false;
+        // The last epoch is in the log: finish once a poll brings nothing more (Lightning
+        // writes an epoch's train and validation values on separate rows).
+        if options.epochs != 0 && events.is_empty() {
+            finished = table.rows.keys().any(|&e| e + 1 >= options.epochs);
+        }
         for epoch in resend {
             let row = &table.rows[&epoch];
             // The log's own duration, else the time since the previous epoch arrived (none for the first).
@@ -112,9 +117,6 @@ pub fn run_tail(
                 duration_ms,
                 values,
             }));
-            if options.epochs != 0 && epoch + 1 >= options.epochs {
-                finished = true;
-            }
         }
         if !changes.epochs.is_empty() {
             last_epoch_at = Some(Instant::now());

@@ -37,7 +37,13 @@ pub struct Follower {
     offset: u64,
     /// The start of a line not yet ended.
     partial: Vec<u8>,
+    /// The file's first bytes as read: when they change, the file was rewritten in place
+    /// (Lightning's CSVLogger rewrites the whole file when a new column appears).
+    prefix: Vec<u8>,
 }
+
+/// How many first bytes are compared to notice a rewrite.
+const PREFIX_LEN: usize = 128;
 
 fn identity(meta: &std::fs::Metadata) -> (u64, u64) {
     #[cfg(unix)]
@@ -60,6 +66,7 @@ impl Follower {
             id: (0, 0),
             offset: 0,
             partial: Vec::new(),
+            prefix: Vec::new(),
         }
     }
 
@@ -69,7 +76,8 @@ impl Follower {
         let current = std::fs::metadata(&self.path).ok();
         if self.file.is_some() {
             let rotated = current.as_ref().is_some_and(|m| identity(m) != self.id);
-            let truncated = !rotated && current.as_ref().is_some_and(|m| m.len() < self.offset);
+            let truncated = !rotated
+                && (current.as_ref().is_some_and(|m| m.len() < self.offset) || self.rewritten()?);
             if truncated {
                 self.partial.clear();
                 self.reopen(&mut events)?;
@@ -87,6 +95,27 @@ impl Follower {
         Ok(events)
     }
 
+    /// True when the file's first bytes differ from those read before.
+    fn rewritten(&mut self) -> io::Result<bool> {
+        let Some(file) = self.file.as_mut() else {
+            return Ok(false);
+        };
+        if self.prefix.is_empty() {
+            return Ok(false);
+        }
+        let mut now = vec![0u8; self.prefix.len()];
+        file.seek(SeekFrom::Start(0))?;
+        let mut filled = 0;
+        while filled < now.len() {
+            let n = file.read(&mut now[filled..])?;
+            if n == 0 {
+                return Ok(true); // shorter than what was read: truncated
+            }
+            filled += n;
+        }
+        Ok(now != self.prefix)
+    }
+
     fn reopen(&mut self, events: &mut Vec<Event>) -> io::Result<()> {
         match File::open(&self.path) {
             Ok(file) => {
@@ -94,6 +123,7 @@ impl Follower {
                 self.file = Some(file);
                 self.offset = 0;
                 self.partial.clear();
+                self.prefix.clear();
                 events.push(Event::NewFile);
                 self.read_lines(events)
             }
@@ -112,6 +142,10 @@ impl Follower {
         file.seek(SeekFrom::Start(self.offset))?;
         let mut chunk = Vec::new();
         let n = file.read_to_end(&mut chunk)?;
+        if self.prefix.len() < PREFIX_LEN && self.offset == self.prefix.len() as u64 {
+            let take = (PREFIX_LEN - self.prefix.len()).min(chunk.len());
+            self.prefix.extend_from_slice(&chunk[..take]);
+        }
         self.offset += n as u64;
         for &b in &chunk {
             if b == b'\n' {
@@ -474,5 +508,16 @@ mod tests {
         assert_eq!(f.poll().unwrap(), [Event::NewFile]);
         std::fs::write(&path, "x\n").unwrap();
         assert_eq!(f.poll().unwrap(), [Event::Line("x".into())]);
+        // Rewritten in place with a new header, longer than before (Lightning's CSVLogger).
+        std::fs::write(&path, "x,y\n1,2\n").unwrap();
+        assert_eq!(
+            f.poll().unwrap(),
+            [
+                Event::NewFile,
+                Event::Line("x,y".into()),
+                Event::Line("1,2".into())
+            ]
+        );
+        assert_eq!(f.poll().unwrap(), []);
     }
 }

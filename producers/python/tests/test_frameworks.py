@@ -385,3 +385,56 @@ def test_tail_follows_keras_csvlogger(relay, tmp_path):
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(state["metrics"])
     i = state["metrics"].index("val_loss")
     assert [r[1 + i] for r in rows] == pytest.approx(history["val_loss"], rel=1e-5)
+
+
+def test_tail_follows_lightning_csvlogger(relay, tmp_path):
+    need("lightning")
+    import lightning as L
+    import torch
+    from lightning.pytorch.loggers import CSVLogger
+
+    class Blobs(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = mlp()
+
+        def training_step(self, batch, _):
+            x, y = batch
+            loss = torch.nn.functional.cross_entropy(self.net(x), y)
+            self.log("train_loss", loss, on_step=True, on_epoch=True)
+            return loss
+
+        def validation_step(self, batch, _):
+            x, y = batch
+            self.log("val_loss", torch.nn.functional.cross_entropy(self.net(x), y))
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    x, y = blobs()
+    xv, yv = blobs(64, seed=1)
+    train_dl = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    valid_dl = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xv, yv), batch_size=16)
+    logger = CSVLogger(str(tmp_path), name="lt", version=0)
+    log = tmp_path / "lt" / "version_0" / "metrics.csv"
+    epoch_values = []
+
+    class Record(L.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            m = trainer.callback_metrics
+            epoch_values.append((float(m["train_loss_epoch"]), float(m["val_loss"])))
+
+    def train():
+        trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=logger, log_every_n_steps=1,
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                            callbacks=[Record()])
+        trainer.fit(Blobs(), train_dl, valid_dl)
+
+    _, state, rows = tail_while(relay, log, "lightning csv", 3, train)
+    assert state["status"] == "completed"
+    assert state["metrics"] == ["train_loss_epoch", "val_loss"], state["metrics"]
+    latest = {}
+    for epoch, *values in rows:  # an epoch may be sent more than once as its rows arrive: the last counts
+        latest[epoch] = values
+    assert sorted(latest) == [0, 1, 2]
+    assert [latest[e] for e in range(3)] == [pytest.approx(list(v), rel=1e-5) for v in epoch_values]

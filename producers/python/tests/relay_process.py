@@ -7,6 +7,7 @@ import os
 import pathlib
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -40,12 +41,22 @@ class Relay:
         self.log = folder / "relay.log"
         self.args = list(args)
         self.proc: subprocess.Popen | None = None
+        self.scheme = "http"
+        self.ca_file: str | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "Relay":
+    def _open(self, path: str, token: str | None = None, timeout: float = 5):
+        request = urllib.request.Request(f"{self.scheme}://127.0.0.1:{self.port}{path}")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        context = ssl.create_default_context(cafile=self.ca_file) if self.scheme == "https" else None
+        return urllib.request.urlopen(request, timeout=timeout, context=context)
+
+    def start(self, scheme: str = "http", ca_file: str | None = None) -> "Relay":
+        self.scheme, self.ca_file = scheme, ca_file
         cmd = [str(relay_binary()), "--listen", f"127.0.0.1:{self.port}", "--db", str(self.db), *self.args]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=log)
@@ -54,7 +65,7 @@ class Relay:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"relay exited: {self.log.read_text()[-2000:]}")
             try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as r:
+                with self._open("/healthz", timeout=1) as r:
                     if r.status == 200:
                         return self
             except OSError:
@@ -75,10 +86,7 @@ class Relay:
         self.proc.send_signal(signal.SIGCONT)
 
     def get(self, path: str, token: str | None = None) -> str:
-        request = urllib.request.Request(self.url + path)
-        if token:
-            request.add_header("Authorization", f"Bearer {token}")
-        with urllib.request.urlopen(request, timeout=5) as r:
+        with self._open(path, token) as r:
             return r.read().decode()
 
     def state(self, training_id: int, token: str | None = None) -> dict:

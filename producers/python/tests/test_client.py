@@ -317,3 +317,26 @@ def test_progress_is_coalesced_and_rate_limited(relay):
     assert batches > 100_000
     assert sent <= elapsed / 0.25 + 3, f"{sent} frames in {elapsed:.2f}s"
     assert relay.state(run.training_id)["train"] == {"done": 100_000, "total": 100_000}
+
+
+def test_tls_relay_with_its_own_certificate_authority(relay_factory, tmp_path):
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make the test certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    relay = relay_factory("--tls-cert", str(cert), "--tls-key", str(key))
+    relay.start(scheme="https", ca_file=str(cert))
+    url = f"https://127.0.0.1:{relay.port}"
+    untrusted = watchtrain.Run("untrusted", url=url, close_timeout=0.5)
+    untrusted.log_epoch(0, loss=1.0)
+    assert not untrusted.close(), "a certificate nobody trusts must be refused"
+    run = watchtrain.Run("over tls", url=url, ca_file=str(cert))
+    run.log_epoch(0, loss=0.5)
+    run.finish()
+    assert run.training_id != 0
+    assert [t["status"] for t in relay.trainings() if t["name"] == "over tls"] == ["completed"]

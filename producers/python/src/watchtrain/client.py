@@ -81,7 +81,9 @@ class Run:
     (then ``http://127.0.0.1:8555``; ``off`` disables sending), ``token`` to
     ``WATCHTRAIN_TOKEN``, ``name`` to ``WATCHTRAIN_NAME`` (then the script's
     name), ``run_key`` to ``WATCHTRAIN_RUN_KEY`` (then a random key: pass the
-    same key to continue a run after the training process restarts).
+    same key to continue a run after the training process restarts),
+    ``ca_file`` to ``WATCHTRAIN_CA`` (a PEM file of the certificates to trust
+    for an ``https://`` relay with its own certificate authority).
     """
 
     def __init__(
@@ -98,10 +100,12 @@ class Run:
         buffer: int = 4096,
         timeout: float = 5.0,
         close_timeout: float = 2.0,
+        ca_file: Optional[str] = None,
     ):
         self.url = url if url is not None else os.environ.get("WATCHTRAIN_URL", DEFAULT_URL)
         self.enabled = self.url.strip().lower() not in _OFF
         self.token = token if token is not None else os.environ.get("WATCHTRAIN_TOKEN") or None
+        self.ca_file = ca_file or os.environ.get("WATCHTRAIN_CA") or None
         name = name or os.environ.get("WATCHTRAIN_NAME") or _default_name()
         run_key = run_key or os.environ.get("WATCHTRAIN_RUN_KEY") or uuid.uuid4().hex[:16]
         self.progress_interval = progress_interval
@@ -444,7 +448,7 @@ class Run:
         return self._sent < len(self._pending)
 
     def _connect(self) -> WebSocket:
-        ws = WebSocket(self.url, PRODUCE_PATH, self.token, timeout=self.timeout)
+        ws = WebSocket(self.url, PRODUCE_PATH, self.token, timeout=self.timeout, ca_file=self.ca_file)
         try:
             hello = p.Frame(self._training_id, 0, self._register)
             ws.send(p.encode(hello))

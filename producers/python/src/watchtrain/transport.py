@@ -41,14 +41,16 @@ def websocket_url(base: str, path: str) -> Tuple[str, str, int, str]:
 class WebSocket:
     """One client connection. ``send`` and ``poll`` raise :class:`TransportError` (or ``OSError``) when it breaks."""
 
-    def __init__(self, url: str, path: str, token: Optional[str] = None, timeout: float = 5.0):
+    def __init__(self, url: str, path: str, token: Optional[str] = None, timeout: float = 5.0,
+                 ca_file: Optional[str] = None):
         scheme, host, port, full_path = websocket_url(url, path)
         self.timeout = timeout
         sock = socket.create_connection((host, port), timeout=timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if scheme == "wss":
-                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+                context = ssl.create_default_context(cafile=ca_file)
+                sock = context.wrap_socket(sock, server_hostname=host)
             self.sock = sock
             self._buf = b""
             self._handshake(host, port, full_path, token)

@@ -40,10 +40,13 @@ function configure() {
   listTrainings();
 }
 
-// The settings page's list of trainings, from the relay's GET /v1/trainings.
+// The settings page's list of trainings, from the relay's GET /v1/trainings:
+// fetched when the settings change and, at most every 30 s, when the watch says hello.
+var listedAt = 0;
 function listTrainings() {
   var base = setting("relay_url").trim().replace(/\/+$/, "");
   if (!base || typeof fetch === "undefined") return;
+  listedAt = Date.now();
   var http = base.replace(/^ws:\/\//, "http://").replace(/^wss:\/\//, "https://");
   if (!/^https?:\/\//.test(http)) http = "http://" + http;
   var token = setting("token");
@@ -59,6 +62,7 @@ function listTrainings() {
 
 messaging.peerSocket.onmessage = function (evt) {
   if (evt.data && evt.data.length) companion.watch_message(Float64Array.from(evt.data));
+  if (Date.now() - listedAt > 30000) listTrainings();
 };
 messaging.peerSocket.onclose = function () { companion.watch_closed(); };
 settingsStorage.onchange = function (evt) {

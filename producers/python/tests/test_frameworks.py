@@ -438,3 +438,14 @@ def test_tail_follows_lightning_csvlogger(relay, tmp_path):
         latest[epoch] = values
     assert sorted(latest) == [0, 1, 2]
     assert [latest[e] for e in range(3)] == [pytest.approx(list(v), rel=1e-5) for v in epoch_values]
+
+
+def test_adapters_stay_quiet_outside_a_training(relay):
+    """Batches outside fit (fastai's validate, get_preds) must neither fail nor report."""
+    from watchtrain.fastai import WatchtrainCallback
+
+    learn = fastai_learner(extra_cbs=[WatchtrainCallback(relay.url, name="never fitted")])
+    with learn.no_bar():
+        learn.validate()
+        learn.get_preds()
+    assert not [t for t in relay.trainings() if t["name"] == "never fitted"]

@@ -51,7 +51,21 @@ class WatchtrainCallback(Callback):
             else:
                 self.run_.fail(error)
 
+    def _inside_learner_context(self) -> bool:
+        """True when this before_fit comes from ``with learn:`` (validate, get_preds), not from a fit."""
+        enter = getattr(type(self.learn).__enter__, "__code__", None)
+        frame = sys._getframe(1)
+        for _ in range(40):
+            if frame is None:
+                return False
+            if frame.f_code is enter:
+                return True
+            frame = frame.f_back
+        return False
+
     def before_fit(self) -> None:
+        if self._inside_learner_context():
+            return  # learn.validate() and learn.get_preds() call before_fit too: not a training
         self._finish.cancel()
         if self._in_fit:  # the previous fit raised and nobody removed us
             self._fit_raised()
@@ -69,14 +83,21 @@ class WatchtrainCallback(Callback):
         self._in_fit = True
         self._cancelled = False
 
+    # learn.validate() and learn.get_preds() run batches outside any fit: nothing to report then.
+
     def before_epoch(self) -> None:
-        self.run_.set_epoch(self._offset + self.epoch)
+        if self._in_fit:
+            self.run_.set_epoch(self._offset + self.epoch)
 
     def after_batch(self) -> None:
+        if not self._in_fit:
+            return
         phase = "train" if self.training else "valid"
         self.run_.progress(self.iter + 1, self.n_iter, epoch=self._offset + self.epoch, phase=phase)
 
     def after_epoch(self) -> None:
+        if not self._in_fit:
+            return
         names = self.recorder.metric_names
         values = [scalar(v) for n, v in zip(names, self.recorder.log) if n not in ("epoch", "time")]
         self.run_.stats(self._offset + self.epoch, values)
@@ -85,6 +106,8 @@ class WatchtrainCallback(Callback):
         self._cancelled = True
 
     def after_fit(self) -> None:
+        if not self._in_fit:
+            return
         self._in_fit = False
         if self._cancelled:
             self.run_.finish("cancelled", "CancelFitException")

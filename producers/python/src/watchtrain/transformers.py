@@ -44,18 +44,24 @@ class WatchtrainCallback(TrainerCallback):
     def _epoch(self, state) -> int:
         return int(state.epoch or 0)
 
+    # trainer.evaluate() outside train() logs too: nothing to report before a training started.
+
     def on_epoch_begin(self, args, state, control, **kwargs):
+        if self.run is None:
+            return
         self._flush()
         self.run.set_epoch(self._epoch(state))
 
     def on_step_end(self, args, state, control, **kwargs):
+        if self.run is None:
+            return
         epoch = self._epoch(state) if self._steps_per_epoch == 0 else (state.global_step - 1) // self._steps_per_epoch
         done = state.global_step - epoch * self._steps_per_epoch if self._steps_per_epoch else state.global_step
         self.run.progress(done, self._steps_per_epoch, epoch=epoch)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
-        if "train_runtime" in logs:
+        if self.run is None or "train_runtime" in logs:
             return  # the end-of-training summary (mean loss over the whole run), not an epoch
         epoch = max(0, int(math.ceil(state.epoch or 0)) - 1)
         if self._row_epoch is not None and epoch != self._row_epoch:
@@ -77,5 +83,7 @@ class WatchtrainCallback(TrainerCallback):
         self._row_epoch = None
 
     def on_train_end(self, args, state, control, **kwargs):
+        if self.run is None:
+            return
         self._flush()
         self.run.finish("completed")

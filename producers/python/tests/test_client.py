@@ -188,7 +188,7 @@ def test_buffer_is_bounded_while_the_relay_is_down(relay_factory):
 
 
 def test_bad_urls_never_raise():
-    for url in ["http://127.0.0.1:1", "http://no-such-host.invalid:8555", "gopher://x", "http://[::1", "http://127.0.0.1:99999"]:
+    for url in ["http://127.0.0.1:1", "http://localhost:1", "gopher://x", "http://[::1", "http://127.0.0.1:99999"]:
         run = watchtrain.Run("bad url", url=url, close_timeout=0.2)
         run.log_epoch(0, loss=1.0)
         run.progress(1, 10)

@@ -119,6 +119,23 @@ struct Figures {
     latency_delivered: f64,
     peak_rss_kib: u64,
     snapshots: u64,
+    server_cpu: f64,
+    clients_cpu: f64,
+}
+
+/// CPU seconds (user + system) a process used so far (Linux, 100 ticks a second).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn rss_kib(pid: u32, field: &str) -> u64 {
@@ -157,6 +174,8 @@ async fn drive<T: Transport>(
     server_pid: u32,
 ) -> Figures {
     let n = consumers.len() as u64;
+    let cpu_start = cpu_seconds(server_pid);
+    let clients_start = cpu_seconds(std::process::id());
     // Latency: a steady 1,000 frames/s.
     let start = tokio::time::Instant::now();
     let mut seq = 1;
@@ -179,6 +198,8 @@ async fn drive<T: Transport>(
     // Let deliveries finish: until nothing came for a second.
     wait_quiet(Duration::from_secs(1), Duration::from_secs(120)).await;
     let peak_rss_kib = rss_kib(server_pid, "VmHWM:");
+    let server_cpu = cpu_seconds(server_pid) - cpu_start;
+    let clients_cpu = cpu_seconds(std::process::id()) - clients_start;
     let _ = stop.send(true);
     let mut latencies = Vec::new();
     let (mut burst, mut last, mut snapshots) = (0u64, t0, 0);
@@ -205,6 +226,8 @@ async fn drive<T: Transport>(
         latency_delivered: latencies.len() as f64 / (n * u64::from(LATENCY_FRAMES)) as f64,
         peak_rss_kib,
         snapshots,
+        server_cpu,
+        clients_cpu,
     }
 }
 
@@ -508,7 +531,7 @@ async fn main() {
     let size = frame(1, 1, 0).len();
     println!("payload: a progress frame, {size} bytes; latency at {LATENCY_RATE} frames/s for {LATENCY_FRAMES} frames; loopback only");
     println!(
-        "{:>9} | {:<9} | {:>14} | {:>9} | {:>9} | {:>10} | {:>13} | {:>9}",
+        "{:>9} | {:<9} | {:>14} | {:>9} | {:>9} | {:>10} | {:>13} | {:>9} | {:>12} | {:>13}",
         "consumers",
         "server",
         "delivered f/s",
@@ -516,14 +539,19 @@ async fn main() {
         "p99 ms",
         "delivered",
         "peak RSS MiB",
-        "resyncs"
+        "resyncs",
+        "server CPU s",
+        "clients CPU s"
     );
     let mut rows = Vec::new();
     for &n in &counts {
         let burst = (2_000_000 / n as u32).clamp(2_000, 50_000);
         let ours = bench_relay(&relay, n, burst).await;
         print_row(n, "relay", &ours);
-        let theirs = match &mosquitto {
+        let theirs = match mosquitto
+            .as_ref()
+            .filter(|_| std::env::var_os("BENCH_RELAY_ONLY").is_none())
+        {
             Some(m) => {
                 let f = bench_mosquitto(m, n, burst).await;
                 print_row(n, "mosquitto", &f);
@@ -556,7 +584,7 @@ async fn main() {
 
 fn print_row(n: usize, server: &str, f: &Figures) {
     println!(
-        "{:>9} | {:<9} | {:>14.0} | {:>9.3} | {:>9.3} | {:>9.1}% | {:>13.1} | {:>9}",
+        "{:>9} | {:<9} | {:>14.0} | {:>9.3} | {:>9.3} | {:>9.1}% | {:>13.1} | {:>9} | {:>12.2} | {:>13.2}",
         n,
         server,
         f.delivered_fps,
@@ -564,6 +592,8 @@ fn print_row(n: usize, server: &str, f: &Figures) {
         f64::from(f.p99_us) / 1000.0,
         f.latency_delivered * 100.0,
         f.peak_rss_kib as f64 / 1024.0,
-        f.snapshots
+        f.snapshots,
+        f.server_cpu,
+        f.clients_cpu
     );
 }

@@ -6,7 +6,7 @@
 //! | message | JS value |
 //! |---|---|
 //! | paint | an `ArrayBuffer`: one message of the watch face's vector ops (`watch-wasm/README.md`, at most 1024 bytes) |
-//! | relay | `[2, code]`: 0 connecting, 1 online, 2 offline |
+//! | relay | `[2, code]`: 0 connecting, 1 online, 2 offline, 3 no relay URL set |
 //! | alert | `[3, kind, text]`: kinds in [`AlertKind`] |
 //!
 //! Watch to companion: `[1, screen_on]`, sent when the watch's socket opens
@@ -32,6 +32,8 @@ pub enum RelayState {
     Online = 1,
     /// The relay went away; reconnecting with backoff.
     Offline = 2,
+    /// No relay URL in the settings.
+    Unconfigured = 3,
 }
 
 /// Why the watch buzzes.

@@ -175,6 +175,14 @@ impl Companion {
             }
         }
         connect(&self.inner);
+        if base.trim().is_empty() {
+            let out = self
+                .inner
+                .borrow_mut()
+                .core
+                .relay_state(RelayState::Unconfigured);
+            emit(&self.inner, out);
+        }
     }
 
     /// The consumer URL in use.

@@ -132,6 +132,7 @@ function showStatus() {
   var text = "";
   if (messaging.peerSocket.readyState !== messaging.peerSocket.OPEN) text = "waiting for phone";
   else if (relay === 2) text = "relay offline";
+  else if (relay === 3) text = "set the relay in settings";
   else if (relay === 0 || relay === -1) text = painted ? "" : "connecting to relay";
   else if (!painted) text = "waiting for a training";
   status.text = text;

@@ -17,7 +17,7 @@ async function scenario(t, { withWasm }) {
   let relay = startRelay({ port: 0, db, stallAfter: `${STALL_AFTER_MS}ms` });
   const port = await relay.ready;
   const base = `http://127.0.0.1:${port}`;
-  const fit = await startFitbit({ relayUrl: `ws://127.0.0.1:${port}`, withWasm });
+  const fit = await startFitbit({ relayUrl: "", withWasm });
   const producer = startProducer(base);
   t.after(() => {
     fit.stop();
@@ -27,7 +27,10 @@ async function scenario(t, { withWasm }) {
 
   assert.strictEqual(fit.backend, `watchtrain companion: ${mode}`);
   assert.strictEqual(fit.me.appTimeoutEnabled, false, "the app keeps itself open");
-  await until("the relay online on the watch", () => fit.relayStates.includes(1));
+  // No relay in the settings yet: the watch says so; typing the URL connects.
+  await until("'set the relay in settings'", () => fit.status() === "set the relay in settings");
+  fit.setSetting("relay_url", `ws://127.0.0.1:${port}`);
+  await until("the relay online on the watch", () => fit.relayStates.includes(1) && fit.status() === "");
 
   await producer.start({ name: `sim ${mode}`, metrics: METRICS, epochs: 6, batches: 20, run_key: `sim-${mode}` });
   const { training_id: id } = await producer.send({ op: "connected" });

@@ -233,6 +233,11 @@ async function startFitbit({ relayUrl, withWasm }) {
         side.onopen && side.onopen({});
       }
     },
+    // Types a value in a TextInput of the settings page.
+    setSetting(key, value) {
+      settings.set(key, JSON.stringify({ name: value }));
+      settingsStorage.onchange && settingsStorage.onchange({ key });
+    },
     // Picks a training in the settings page's list, as the Select stores it.
     chooseTraining(id) {
       settings.set("training", JSON.stringify({ selected: [1], values: [{ name: `#${id}`, value: String(id) }] }));

@@ -26,6 +26,9 @@ struct Cli {
     /// The relay's token, if it has one (sent as `Authorization: Bearer`).
     #[arg(long, global = true, env = "WATCHTRAIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// PEM certificates to trust for an https:// relay (default: SSL_CERT_FILE, else the system's).
+    #[arg(long, global = true, env = "WATCHTRAIN_CA")]
+    ca: Option<PathBuf>,
     /// Connect and write timeout, in seconds.
     #[arg(long, global = true, default_value_t = 5.0)]
     timeout: f64,
@@ -177,6 +180,7 @@ fn main() -> ExitCode {
         url: cli.url.clone(),
         token: cli.token.clone().filter(|t| !t.is_empty()),
         timeout: Duration::from_secs_f64(cli.timeout.max(0.1)),
+        ca_file: cli.ca.clone(),
     };
     let result = match cli.command {
         Command::Tail {

@@ -6,10 +6,14 @@
 //! configured timeout.
 
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::WebSocket;
 use tungstenite::Message;
@@ -23,37 +27,116 @@ pub const BUFFER_LIMIT: usize = 4096;
 /// Where the relay is and how to talk to it.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
-    /// `http://host:port` (or `ws://`); a path prefix is kept.
+    /// `http://host:port`, `https://host:port` (or `ws://`, `wss://`); a path prefix is kept.
     pub url: String,
     /// Sent as `Authorization: Bearer`.
     pub token: Option<String>,
     /// Connect, handshake and write timeout.
     pub timeout: Duration,
+    /// PEM certificates to trust for `https://` (default: `SSL_CERT_FILE`, else the system bundle).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The system's certificate bundle on Debian and its relatives.
+const SYSTEM_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// A connection to the relay: plain TCP or TLS over TCP.
+pub enum Stream {
+    /// `http://`.
+    Plain(TcpStream),
+    /// `https://` (rustls).
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    /// The TCP socket underneath.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref(),
+        }
+    }
+
+    /// Sets the socket's read timeout (reads then end in `WouldBlock` or `TimedOut`).
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.tcp().set_read_timeout(timeout)
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
 }
 
 impl Endpoint {
-    /// The `ws://` URL of `path` on the relay.
-    pub fn ws_url(&self, path: &str) -> Result<String, String> {
+    /// The WebSocket URL of `path` on the relay, and whether it is TLS.
+    pub fn ws_url(&self, path: &str) -> Result<(String, bool), String> {
         let url = self.url.trim_end_matches('/');
-        let rest = if let Some(rest) = url.strip_prefix("http://") {
-            rest
+        let (rest, tls) = if let Some(rest) = url.strip_prefix("http://") {
+            (rest, false)
         } else if let Some(rest) = url.strip_prefix("ws://") {
-            rest
-        } else if url.starts_with("https://") || url.starts_with("wss://") {
-            return Err(format!(
-                "{url}: TLS is not supported by this command yet; use http:// on the LAN"
-            ));
+            (rest, false)
+        } else if let Some(rest) = url.strip_prefix("https://") {
+            (rest, true)
+        } else if let Some(rest) = url.strip_prefix("wss://") {
+            (rest, true)
         } else if url.contains("://") {
             return Err(format!("{url}: unsupported URL scheme"));
         } else {
-            url
+            (url, false)
         };
-        Ok(format!("ws://{rest}{path}"))
+        let scheme = if tls { "wss" } else { "ws" };
+        Ok((format!("{scheme}://{rest}{path}"), tls))
+    }
+
+    fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, String> {
+        let file = self
+            .ca_file
+            .clone()
+            .or_else(|| std::env::var_os("SSL_CERT_FILE").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(SYSTEM_CA_FILE));
+        let mut roots = rustls::RootCertStore::empty();
+        let certs =
+            CertificateDer::pem_file_iter(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| format!("{}: {e}", file.display()))?;
+            let _ = roots.add(cert); // a bundle may hold certificates rustls does not take
+        }
+        if roots.is_empty() {
+            return Err(format!("{}: no usable certificate", file.display()));
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Arc::new(config))
     }
 
     /// Opens a WebSocket to `path` with the token and timeouts applied.
-    pub fn connect(&self, path: &str) -> Result<WebSocket<TcpStream>, String> {
-        let url = self.ws_url(path)?;
+    pub fn connect(&self, path: &str) -> Result<WebSocket<Stream>, String> {
+        let (url, tls) = self.ws_url(path)?;
         let mut request = url
             .as_str()
             .into_client_request()
@@ -70,21 +153,27 @@ impl Endpoint {
             .unwrap_or("127.0.0.1")
             .trim_matches(['[', ']'])
             .to_string();
-        let port = uri.port_u16().unwrap_or(80);
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let addr = (host.as_str(), port)
             .to_socket_addrs()
             .map_err(|e| format!("{host}:{port}: {e}"))?
             .next()
             .ok_or_else(|| format!("{host}:{port}: no address"))?;
-        let stream =
+        let tcp =
             TcpStream::connect_timeout(&addr, self.timeout).map_err(|e| format!("{addr}: {e}"))?;
-        stream
-            .set_read_timeout(Some(self.timeout))
+        tcp.set_read_timeout(Some(self.timeout))
             .map_err(|e| e.to_string())?;
-        stream
-            .set_write_timeout(Some(self.timeout))
+        tcp.set_write_timeout(Some(self.timeout))
             .map_err(|e| e.to_string())?;
-        let _ = stream.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let stream = if tls {
+            let name = ServerName::try_from(host.clone()).map_err(|e| format!("{host}: {e}"))?;
+            let connection = rustls::ClientConnection::new(self.tls_config()?, name)
+                .map_err(|e| format!("{url}: {e}"))?;
+            Stream::Tls(Box::new(rustls::StreamOwned::new(connection, tcp)))
+        } else {
+            Stream::Plain(tcp)
+        };
         let (ws, _) = tungstenite::client(request, stream).map_err(|e| format!("{url}: {e}"))?;
         Ok(ws)
     }
@@ -102,7 +191,7 @@ struct Entry {
 }
 
 /// Reads the next message, `None` when none is waiting.
-pub fn try_read(ws: &mut WebSocket<TcpStream>) -> Result<Option<Message>, String> {
+pub fn try_read(ws: &mut WebSocket<Stream>) -> Result<Option<Message>, String> {
     match ws.read() {
         Ok(m) => Ok(Some(m)),
         Err(tungstenite::Error::Io(e))
@@ -132,7 +221,7 @@ pub struct Producer {
     /// Frames the relay may not have yet, oldest first.
     pending: VecDeque<Entry>,
     /// The connection, when up.
-    ws: Option<WebSocket<TcpStream>>,
+    ws: Option<WebSocket<Stream>>,
     /// No reconnect before this.
     next_attempt: Instant,
     /// The wait after the next failure.
@@ -257,7 +346,7 @@ impl Producer {
         self.failures
     }
 
-    fn handshake(&mut self) -> Result<WebSocket<TcpStream>, String> {
+    fn handshake(&mut self) -> Result<WebSocket<Stream>, String> {
         let mut ws = self.endpoint.connect("/v1/produce")?;
         let hello = Frame {
             training_id: self.training_id,
@@ -398,6 +487,11 @@ impl Producer {
                 Err(tungstenite::Error::Protocol(
                     tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
                 )) => {
+                    self.pending.clear();
+                    return true;
+                }
+                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    // The same over TLS: the relay closed the socket without a TLS goodbye.
                     self.pending.clear();
                     return true;
                 }

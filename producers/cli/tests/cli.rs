@@ -39,6 +39,8 @@ struct Relay {
     port: u16,
     db: PathBuf,
     child: Option<Child>,
+    /// Extra flags (TLS).
+    args: Vec<String>,
 }
 
 impl Relay {
@@ -47,6 +49,7 @@ impl Relay {
             port: free_port(),
             db: dir.join("relay.sqlite3"),
             child: None,
+            args: Vec::new(),
         }
     }
 
@@ -58,12 +61,19 @@ impl Relay {
         let child = Command::new(relay_binary())
             .args(["--listen", &format!("127.0.0.1:{}", self.port), "--db"])
             .arg(&self.db)
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("relay starts");
         self.child = Some(child);
-        wait_for("relay up", || http_get(self.port, "/healthz").is_some());
+        if self.args.is_empty() {
+            wait_for("relay up", || http_get(self.port, "/healthz").is_some());
+        } else {
+            wait_for("relay listening", || {
+                TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            });
+        }
     }
 
     fn kill(&mut self) {
@@ -444,4 +454,88 @@ fn send_fails_cleanly_without_a_relay() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not delivered"));
+}
+
+#[test]
+fn send_and_watch_over_tls_with_the_relays_own_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    let Ok(made) = made else {
+        eprintln!("openssl is needed to make the test certificate: skipped");
+        return;
+    };
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let mut relay = Relay::new(dir.path());
+    relay.args = vec![
+        "--tls-cert".into(),
+        cert.display().to_string(),
+        "--tls-key".into(),
+        key.display().to_string(),
+    ];
+    relay.start();
+    let url = format!("https://127.0.0.1:{}", relay.port);
+    let send = |ca: Option<&Path>, args: &[&str]| {
+        let mut command = Command::new(cli());
+        command.args(["--url", &url, "--timeout", "2"]);
+        if let Some(ca) = ca {
+            command.arg("--ca").arg(ca);
+        }
+        command
+            .args(["send", "--name", "tls job", "--metrics", "loss"])
+            .args(args);
+        command
+            .env_remove("WATCHTRAIN_CA")
+            .env_remove("SSL_CERT_FILE")
+            .output()
+            .unwrap()
+    };
+    let refused = send(None, &["log", "hello"]);
+    assert!(
+        !refused.status.success(),
+        "a certificate nobody trusts must be refused"
+    );
+    for args in [&["stats", "--epoch", "0", "loss=0.5"][..], &["finish"]] {
+        let out = send(Some(&cert), args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let watch = Command::new(cli())
+        .args(["--url", &url, "--ca"])
+        .arg(&cert)
+        .args(["watch", "--once"])
+        .output()
+        .unwrap();
+    let view = String::from_utf8_lossy(&watch.stdout);
+    assert!(
+        watch.status.success(),
+        "{}",
+        String::from_utf8_lossy(&watch.stderr)
+    );
+    assert!(view.contains("tls job · completed"), "{view}");
+    assert!(view.contains("0.5000"), "{view}");
 }

@@ -67,7 +67,8 @@ pub struct Register {
     pub name: Name,
     /// Producer-chosen key, so that a restarted relay maps the same run to the same id.
     pub run_key: RunKey,
-    /// Metric names; stats values follow this order.
+    /// Metric names; stats values follow this order. Empty keeps the names a
+    /// registration of the same training gave before.
     pub metrics: Metrics,
     /// Epochs planned, `0` if unknown.
     pub epochs: u32,

@@ -231,7 +231,9 @@ impl TrainingState {
         if r.batches != 0 && self.train.total == 0 {
             self.train.total = r.batches;
         }
-        if r.metrics != self.metrics {
+        // Empty metrics keep the registered ones, so a script can send a log or
+        // progress under a run key without repeating the metric names.
+        if !r.metrics.is_empty() && r.metrics != self.metrics {
             // New metric names make the old history meaningless.
             self.metrics = r.metrics.clone();
             self.history.clear();

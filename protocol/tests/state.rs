@@ -150,6 +150,12 @@ fn new_metric_names_reset_the_history_but_the_same_names_do_not() {
     s.apply(&f(1, stats(0, &[1.0]))).unwrap();
     s.apply(&f(0, register(&["loss"], 10))).unwrap();
     assert_eq!(s.history.len(), 1);
+    s.apply(&f(0, register(&[], 10))).unwrap();
+    assert_eq!(
+        (s.metrics.len(), s.history.len()),
+        (1, 1),
+        "empty metrics keep the registered ones"
+    );
     s.apply(&f(0, register(&["loss", "acc"], 10))).unwrap();
     assert!(s.history.is_empty() && s.latest_epoch.is_none());
 }

@@ -19,8 +19,14 @@ use clap::Parser;
                   Logs go to stderr; RUST_LOG filters them (e.g. RUST_LOG=watchtrain_relay=debug)."
 )]
 pub struct Config {
-    /// Address and port to listen on.
-    #[arg(long, env = "WATCHTRAIN_LISTEN", default_value = "0.0.0.0:8555")]
+    /// Address and port to listen on (`--bind` is the same flag; an address
+    /// without a port listens on 8555): 0.0.0.0 for the LAN, 127.0.0.1 for this machine only.
+    #[arg(
+        long,
+        visible_alias = "bind",
+        env = "WATCHTRAIN_LISTEN",
+        default_value = "0.0.0.0:8555"
+    )]
     pub listen: String,
 
     /// SQLite file for trainings and stats; `:memory:` keeps nothing on disk.
@@ -118,6 +124,15 @@ impl Default for Config {
 }
 
 impl Config {
+    /// `listen` with the default port added when it names only an address.
+    pub fn listen_addr(&self) -> String {
+        match self.listen.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]:8555"),
+            Ok(ip) => format!("{ip}:8555"),
+            Err(_) => self.listen.clone(),
+        }
+    }
+
     /// The defaults with an in-memory database: what tests start from.
     pub fn in_memory() -> Self {
         Config {
@@ -162,6 +177,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bind_takes_an_address_with_or_without_port() {
+        let listen = |args: &[&str]| {
+            let config = Config::try_parse_from([&["watchtrain-relay"], args].concat()).unwrap();
+            config.listen_addr()
+        };
+        assert_eq!(listen(&["--bind", "127.0.0.1"]), "127.0.0.1:8555");
+        assert_eq!(listen(&["--bind", "::1"]), "[::1]:8555");
+        assert_eq!(listen(&["--listen", "0.0.0.0:9000"]), "0.0.0.0:9000");
+    }
 
     #[test]
     fn durations() {

@@ -17,10 +17,13 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let listener = match TcpListener::bind(&config.listen).await {
+    let listener = match TcpListener::bind(config.listen_addr()).await {
         Ok(listener) => listener,
         Err(e) => {
-            eprintln!("watchtrain-relay: cannot listen on {}: {e}", config.listen);
+            eprintln!(
+                "watchtrain-relay: cannot listen on {}: {e}",
+                config.listen_addr()
+            );
             return ExitCode::from(2);
         }
     };

@@ -209,12 +209,7 @@ async fn produce(
     RawQuery(query): RawQuery,
     ws: WebSocketUpgrade,
 ) -> Result<Response, Rejection> {
-    authorize(&hub, Role::Producer, &headers, query.as_deref())
-        .inspect_err(|r| hub.metrics.reject(r.reason))?;
-    Ok(upgrade(&hub, ws).on_upgrade(move |socket| async move {
-        let (sink, stream) = socket.split();
-        ws::produce(hub, sink, stream, ProducerKind::Binary).await;
-    }))
+    producer_session(hub, headers, query, ws, ProducerKind::Binary)
 }
 
 async fn legacy_produce(
@@ -224,11 +219,22 @@ async fn legacy_produce(
     RawQuery(query): RawQuery,
     ws: WebSocketUpgrade,
 ) -> Result<Response, Rejection> {
+    producer_session(hub, headers, query, ws, ProducerKind::Legacy)
+}
+
+/// `/v1/produce` and the legacy producer path: authorize, then run the session.
+fn producer_session(
+    hub: AppState,
+    headers: HeaderMap,
+    query: Option<String>,
+    ws: WebSocketUpgrade,
+    kind: ProducerKind,
+) -> Result<Response, Rejection> {
     authorize(&hub, Role::Producer, &headers, query.as_deref())
         .inspect_err(|r| hub.metrics.reject(r.reason))?;
     Ok(upgrade(&hub, ws).on_upgrade(move |socket| async move {
         let (sink, stream) = socket.split();
-        ws::produce(hub, sink, stream, ProducerKind::Legacy).await;
+        ws::produce(hub, sink, stream, kind).await;
     }))
 }
 

@@ -101,6 +101,11 @@ impl Rejection {
         }
     }
 
+    /// The rejection for a training id the relay does not hold.
+    pub fn unknown_training(id: u32) -> Self {
+        Rejection::new(Reason::UnknownTraining, format!("no training {id}"))
+    }
+
     /// The JSON body.
     pub fn to_json(&self) -> String {
         serde_json::json!({"error": self.reason.as_str(), "message": self.message}).to_string()

@@ -56,9 +56,7 @@ async fn face_png(
 ) -> Result<Response, Rejection> {
     authorize(&hub, Role::Consumer, &headers, query.as_deref())?;
     let (w, h) = size(query.as_deref())?;
-    let (_, state, _) = hub
-        .get(id)
-        .ok_or_else(|| Rejection::new(Reason::UnknownTraining, format!("no training {id}")))?;
+    let (_, state, _) = hub.get(id).ok_or_else(|| Rejection::unknown_training(id))?;
     // Rendering and PNG compression take a few milliseconds: off the async workers.
     let png = tokio::task::spawn_blocking(move || {
         render(&state, Screen::new(w, h), &Theme::dark()).to_png()

@@ -371,9 +371,7 @@ async fn one(
     RawQuery(query): RawQuery,
 ) -> Result<Response, Rejection> {
     authorize(&hub, Role::Consumer, &headers, query.as_deref())?;
-    let (key, s, ms) = hub
-        .get(id)
-        .ok_or_else(|| Rejection::new(Reason::UnknownTraining, format!("no training {id}")))?;
+    let (key, s, ms) = hub.get(id).ok_or_else(|| Rejection::unknown_training(id))?;
     let mut v = summary(id, &key, &s, ms);
     let bar = |b: watchtrain_protocol::Bar| json!({"done": b.done, "total": b.total});
     let history: Vec<Value> = s
@@ -411,9 +409,7 @@ async fn history_csv(
     RawQuery(query): RawQuery,
 ) -> Result<Response, Rejection> {
     authorize(&hub, Role::Consumer, &headers, query.as_deref())?;
-    let (_, s, _) = hub
-        .get(id)
-        .ok_or_else(|| Rejection::new(Reason::UnknownTraining, format!("no training {id}")))?;
+    let (_, s, _) = hub.get(id).ok_or_else(|| Rejection::unknown_training(id))?;
     let rows = hub.store.history(id).await;
     let mut csv = String::from("epoch,duration_ms");
     for m in &s.metrics {

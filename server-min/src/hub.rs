@@ -525,7 +525,7 @@ impl Hub {
         let training = inner
             .trainings
             .get_mut(&id)
-            .ok_or_else(|| Rejection::new(Reason::UnknownTraining, format!("no training {id}")))?;
+            .ok_or_else(|| Rejection::unknown_training(id))?;
         if count {
             if training.consumers >= self.config.max_consumers {
                 return Err(Rejection::new(

@@ -1,15 +1,28 @@
 //! The companion's logic, in plain functions over bytes and milliseconds:
 //! relay frames in, watch messages out. No I/O, no clock: the caller passes
 //! `now_ms` and sends what comes back, so every rule is tested natively.
+//!
+//! The watch link is a state synchronization after Mosh's SSP: the watch
+//! reports the picture version it has applied; the companion sends the diff
+//! from that acknowledged picture to the newest one (never a queue of old
+//! pictures), at most one a second while the screen is on, and sends again
+//! what the watch has not acknowledged after [`RESEND_MS`]. Alerts and the
+//! relay state are state too: kept until the watch reports them.
 
 use watchtrain_protocol::{Action, Frame, Status, TrainingState};
 
 use watchtrain_watch::{format, layout, vector, Scene, Screen, Theme};
 
-use crate::watch::{self, AlertKind, Out, RelayState};
+use crate::watch::{self, AlertKind, Out, RelayState, Report};
 
 /// Least time between two paints while the screen is on, in milliseconds.
 pub const PAINT_INTERVAL_MS: f64 = 1000.0;
+/// What the watch has not acknowledged after this long is sent again.
+pub const RESEND_MS: f64 = 2000.0;
+/// Pictures sent and not yet acknowledged that are remembered (their acks may still come).
+const IN_FLIGHT: usize = 4;
+/// Alerts kept for a watch that is away; older ones are dropped first.
+const PENDING_ALERTS: usize = 8;
 
 /// Which training the watch follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,32 +43,60 @@ impl Follow {
     }
 }
 
-/// The companion: the followed training's state, what the watch shows, and
-/// which alerts were already sent.
+/// The companion: the followed training's state, what the watch holds, and
+/// what it still has to learn.
 #[derive(Debug)]
 pub struct Core {
     /// Which training to follow.
     follow: Follow,
     /// The followed training's id and state, once a frame of it arrived.
     training: Option<(u32, TrainingState)>,
-    /// What the companion last told the watch about the relay.
+    /// The relay connection as the companion sees it.
     relay: RelayState,
     /// The watch's messaging socket is open.
     watch_open: bool,
-    /// The watch's screen is on (only alerts go while it is off).
+    /// The watch's screen is on (only alerts and the relay state go while it is off).
     screen_on: bool,
     /// The screen of the watch (Versa 3 and Sense: 336x336).
     screen: Screen,
-    /// The scene the watch shows; `None` when unknown (full repaint next).
-    shown: Option<Scene>,
+    /// The picture the watch reported, with its scene; `None` when unknown (full repaint next).
+    acked: Option<(u16, Scene)>,
+    /// Pictures sent and not yet acknowledged, oldest first.
+    in_flight: Vec<(u16, Scene)>,
+    /// The version of the next picture.
+    next_version: u16,
     /// The state changed since the last paint.
     dirty: bool,
     /// When the last paint went out.
     last_paint_ms: f64,
-    /// Alerts already sent for the current training.
+    /// The relay state the watch reports showing.
+    watch_relay: Option<RelayState>,
+    /// When the relay state last went to the watch.
+    relay_sent_ms: f64,
+    /// Alerts the watch has not acknowledged, oldest first.
+    alerts: Vec<PendingAlert>,
+    /// The id of the next alert.
+    next_alert: u16,
+    /// Alerts already raised for the current training.
     alerted: Alerted,
     /// Relay frames that failed to decode or apply (for the logs and tests).
     pub bad_frames: u32,
+    /// The link before state synchronization, for the test that shows it fails:
+    /// a picture counts as shown once sent, an alert once sent, and reports are ignored.
+    trust_sent: bool,
+}
+
+/// An alert the watch has not acknowledged.
+#[derive(Debug, Clone)]
+struct PendingAlert {
+    /// Its id, echoed by the watch's report.
+    id: u16,
+    /// Why the watch buzzes.
+    kind: AlertKind,
+    /// What it says.
+    text: String,
+    /// When it last went out.
+    sent_ms: f64,
 }
 
 /// The alert memory of one training: each event buzzes once.
@@ -72,6 +113,14 @@ struct Alerted {
 impl Core {
     /// A companion following `follow`, with the relay not yet connected and no watch.
     pub fn new(follow: Follow) -> Core {
+        Core::starting_at(follow, 0.0)
+    }
+
+    /// A companion started at `now_ms`: its picture and alert numbers start
+    /// there, so a relaunched companion never takes a report of its previous
+    /// life for one of its own pictures.
+    pub fn starting_at(follow: Follow, now_ms: f64) -> Core {
+        let start = ((now_ms / 16.0) as u64 % 0xfff0) as u16 + 1;
         Core {
             follow,
             training: None,
@@ -79,12 +128,27 @@ impl Core {
             watch_open: false,
             screen_on: true,
             screen: Screen::VERSA3,
-            shown: None,
+            acked: None,
+            in_flight: Vec::new(),
+            next_version: start,
             dirty: true,
             last_paint_ms: f64::NEG_INFINITY,
+            watch_relay: None,
+            relay_sent_ms: f64::NEG_INFINITY,
+            alerts: Vec::new(),
+            next_alert: start,
             alerted: Alerted::default(),
             bad_frames: 0,
+            trust_sent: false,
         }
+    }
+
+    /// The link before state synchronization (tests only show that it fails):
+    /// pictures and alerts count as delivered once sent, reports are ignored.
+    #[doc(hidden)]
+    pub fn trust_sent(mut self) -> Core {
+        self.trust_sent = true;
+        self
     }
 
     /// The followed training's id and state.
@@ -112,39 +176,99 @@ impl Core {
     }
 
     /// The relay connection changed. Returns the messages to send now.
-    pub fn relay_state(&mut self, state: RelayState) -> Vec<Out> {
-        if state == self.relay {
-            return Vec::new();
+    pub fn relay_state(&mut self, state: RelayState, now_ms: f64) -> Vec<Out> {
+        if state != self.relay {
+            self.relay = state;
+            self.relay_sent_ms = f64::NEG_INFINITY;
         }
-        self.relay = state;
-        if self.watch_open {
-            vec![Out::Message(watch::relay_message(state))]
-        } else {
-            Vec::new()
-        }
+        self.pump(now_ms)
     }
 
-    /// The watch's messaging socket closed: it will say hello when it is back.
+    /// The relay state as the companion sees it.
+    pub fn relay(&self) -> RelayState {
+        self.relay
+    }
+
+    /// The watch's messaging socket closed: what is in flight is lost.
     pub fn watch_closed(&mut self) {
         self.watch_open = false;
-        self.shown = None;
+        self.in_flight.clear();
     }
 
-    /// A message from the watch, as its numbers (`[1, screen_on]`).
-    /// Returns the messages to send now: the relay state and a full repaint.
+    /// The watch's messaging socket is open (its `onopen`, or found open by a
+    /// relaunched companion): what it holds is unknown until it reports, so
+    /// everything goes again. Returns the messages to send now.
+    pub fn watch_opened(&mut self, now_ms: f64) -> Vec<Out> {
+        self.watch_open = true;
+        self.acked = None;
+        self.in_flight.clear();
+        self.watch_relay = None;
+        self.relay_sent_ms = f64::NEG_INFINITY;
+        for alert in &mut self.alerts {
+            alert.sent_ms = f64::NEG_INFINITY;
+        }
+        self.dirty = true;
+        self.pump(now_ms)
+    }
+
+    /// The watch's buffer refused a message: none of what was handed out by the
+    /// last call went, so it is due again (sent when the buffer has room).
+    pub fn refused(&mut self) {
+        if self.in_flight.pop().is_some() {
+            self.dirty = true;
+            self.last_paint_ms = f64::NEG_INFINITY;
+        }
+        self.relay_sent_ms = f64::NEG_INFINITY;
+        for alert in &mut self.alerts {
+            alert.sent_ms = f64::NEG_INFINITY;
+        }
+    }
+
+    /// A message from the watch, as its numbers: its report
+    /// ([`watch::parse_report`]). Returns the messages to send now.
     pub fn watch_message(&mut self, items: &[f64], now_ms: f64) -> Vec<Out> {
-        let Some(screen_on) = watch::parse_hello(items) else {
+        let Some(report) = watch::parse_report(items) else {
             return Vec::new();
         };
-        self.watch_open = true;
-        self.screen_on = screen_on;
-        self.shown = None;
-        self.dirty = true;
-        let mut out = vec![Out::Message(watch::relay_message(self.relay))];
-        if screen_on {
-            out.extend(self.paint(now_ms));
+        if !self.watch_open {
+            self.watch_open = true;
+            self.acked = None;
         }
-        out
+        let screen_turned_on = report.screen_on && !self.screen_on;
+        self.screen_on = report.screen_on;
+        if self.trust_sent {
+            // The old link: a full repaint when the screen turns on, nothing else learnt.
+            if screen_turned_on {
+                self.acked = None;
+                self.dirty = true;
+            }
+            return self.pump(now_ms);
+        }
+        self.learn(report);
+        self.pump(now_ms)
+    }
+
+    /// What the watch's report says it holds.
+    fn learn(&mut self, report: Report) {
+        let acked_version = self.acked.as_ref().map(|(v, _)| *v);
+        if let Some(i) = self
+            .in_flight
+            .iter()
+            .position(|(v, _)| *v == report.picture)
+        {
+            self.acked = Some(self.in_flight.remove(i));
+            self.in_flight.drain(..i);
+        } else if acked_version != Some(report.picture) {
+            // The watch holds a picture this companion does not know: repaint it whole.
+            self.acked = None;
+            self.dirty = true;
+        }
+        if report.picture == 0 {
+            self.acked = None;
+        }
+        let got = |id: u16| (report.alert.wrapping_sub(id) as i16) >= 0 && report.alert != 0;
+        self.alerts.retain(|a| !got(a.id));
+        self.watch_relay = report.relay;
     }
 
     /// One binary frame from the relay. Returns the messages to send now:
@@ -158,7 +282,8 @@ impl Core {
                 return Vec::new();
             }
         };
-        if matches!(frame.action, Action::Ack(_)) {
+        // Acks are for producers; heartbeats only prove the relay alive (the caller's watchdog).
+        if matches!(frame.action, Action::Ack(_) | Action::Heartbeat) {
             return Vec::new();
         }
         let id = frame.training_id;
@@ -189,18 +314,18 @@ impl Core {
                 return Vec::new();
             }
         }
-        let mut out = self.alerts(before.as_ref());
+        self.raise_alerts(before.as_ref());
         self.dirty = true;
-        out.extend(self.tick(now_ms));
-        out
+        self.pump(now_ms)
     }
 
-    /// The alerts that the change from `before` to the current state makes.
-    /// A state seen for the first time (a late join) announces nothing: only
-    /// changes seen by this companion buzz, each once.
-    fn alerts(&mut self, before: Option<&TrainingState>) -> Vec<Out> {
+    /// Keeps the alerts that the change from `before` to the current state
+    /// makes until the watch acknowledges them. A state seen for the first
+    /// time (a late join) announces nothing: only changes seen by this
+    /// companion buzz, each once.
+    fn raise_alerts(&mut self, before: Option<&TrainingState>) {
         let Some((_, state)) = &self.training else {
-            return Vec::new();
+            return;
         };
         let mut events = Vec::new();
         let name = state.name.as_str();
@@ -248,33 +373,91 @@ impl Core {
             events.push((AlertKind::NotFinite, format!("{metric} is {value}")));
         }
         self.alerted.not_finite = mask;
-        if !self.watch_open {
-            return Vec::new();
+        for (kind, text) in events {
+            if self.alerts.len() == PENDING_ALERTS {
+                self.alerts.remove(0);
+            }
+            let id = self.next_alert;
+            self.next_alert = self.next_alert.wrapping_add(1).max(1);
+            self.alerts.push(PendingAlert {
+                id,
+                kind,
+                text,
+                sent_ms: f64::NEG_INFINITY,
+            });
         }
-        events
-            .into_iter()
-            .map(|(kind, text)| Out::Message(watch::alert_message(kind, &text)))
-            .collect()
     }
 
-    /// When the next coalesced paint is due, if one is waiting.
+    /// When the next coalesced paint is due, if one is waiting: a change after
+    /// [`PAINT_INTERVAL_MS`], an unacknowledged picture after [`RESEND_MS`],
+    /// at once when the watch's picture is unknown.
     pub fn next_paint_ms(&self) -> Option<f64> {
-        (self.dirty && self.watch_open && self.screen_on)
-            .then_some(self.last_paint_ms + PAINT_INTERVAL_MS)
+        if !(self.watch_open && self.screen_on) {
+            return None;
+        }
+        if self.dirty && self.acked.is_none() && self.in_flight.is_empty() {
+            Some(f64::NEG_INFINITY)
+        } else if self.dirty {
+            Some(self.last_paint_ms + PAINT_INTERVAL_MS)
+        } else if !self.in_flight.is_empty() {
+            Some(self.last_paint_ms + RESEND_MS)
+        } else {
+            None
+        }
+    }
+
+    /// When [`Core::pump`] has something to send next, if anything waits.
+    pub fn next_wake_ms(&self) -> Option<f64> {
+        if !self.watch_open {
+            return None;
+        }
+        let relay =
+            (self.watch_relay != Some(self.relay)).then_some(self.relay_sent_ms + RESEND_MS);
+        let alerts = self.alerts.iter().map(|a| a.sent_ms + RESEND_MS);
+        relay
+            .into_iter()
+            .chain(alerts)
+            .chain(self.next_paint_ms())
+            .reduce(f64::min)
     }
 
     /// Paints if a paint is due at `now_ms`. Call it when [`Core::next_paint_ms`] comes.
     pub fn tick(&mut self, now_ms: f64) -> Vec<Out> {
-        match self.next_paint_ms() {
-            Some(due) if now_ms >= due || self.shown.is_none() => self.paint(now_ms),
-            _ => Vec::new(),
-        }
+        self.pump(now_ms)
     }
 
-    /// The watch's picture is unknown (e.g. a message was lost): repaint it whole.
-    pub fn resync(&mut self) {
-        self.shown = None;
-        self.dirty = true;
+    /// Everything due at `now_ms`: the relay state and alerts the watch has not
+    /// reported, and a paint when one is due. Call it when the watch's buffer
+    /// has room again and when [`Core::next_wake_ms`] comes.
+    pub fn pump(&mut self, now_ms: f64) -> Vec<Out> {
+        let mut out = Vec::new();
+        if !self.watch_open {
+            return out;
+        }
+        if self.watch_relay != Some(self.relay) && now_ms >= self.relay_sent_ms + RESEND_MS {
+            out.push(Out::Message(watch::relay_message(self.relay)));
+            self.relay_sent_ms = now_ms;
+            if self.trust_sent {
+                self.watch_relay = Some(self.relay);
+            }
+        }
+        for alert in &mut self.alerts {
+            if now_ms >= alert.sent_ms + RESEND_MS {
+                out.push(Out::Message(watch::alert_message(
+                    alert.kind,
+                    &alert.text,
+                    alert.id,
+                )));
+                alert.sent_ms = now_ms;
+            }
+        }
+        if self.trust_sent {
+            self.alerts.clear();
+        }
+        if self.next_paint_ms().is_some_and(|due| now_ms >= due) {
+            out.extend(self.paint(now_ms));
+        }
+        out
     }
 
     /// The face the watch should show now: the followed training's, or an empty one.
@@ -285,13 +468,35 @@ impl Core {
         }
     }
 
-    /// The face of the current state as vector-op messages against what the watch shows.
+    /// The diff from the acknowledged picture to the current face, as paint messages.
     fn paint(&mut self, now_ms: f64) -> Vec<Out> {
         let scene = self.scene();
-        let messages = vector::encode(&scene, self.shown.as_ref());
-        self.shown = Some(scene);
         self.dirty = false;
+        let base = self.acked.as_ref();
+        if base.is_some_and(|(_, s)| *s == scene) {
+            // The watch has it: nothing in flight matters any more.
+            self.in_flight.clear();
+            return Vec::new();
+        }
+        let parts = vector::encode(&scene, base.map(|(_, s)| s));
+        let base_version = base.map_or(0, |(v, _)| *v);
+        let version = self.next_version;
+        self.next_version = self.next_version.wrapping_add(1).max(1);
         self.last_paint_ms = now_ms;
-        messages.into_iter().map(Out::Paint).collect()
+        let count = parts.len();
+        let out = parts
+            .iter()
+            .enumerate()
+            .map(|(i, ops)| Out::Paint(watch::paint_message(base_version, version, i, count, ops)))
+            .collect();
+        if self.trust_sent {
+            self.acked = Some((version, scene));
+        } else {
+            if self.in_flight.len() == IN_FLIGHT {
+                self.in_flight.remove(0);
+            }
+            self.in_flight.push((version, scene));
+        }
+        out
     }
 }

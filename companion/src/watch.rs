@@ -1,28 +1,33 @@
 //! The messages between the companion and the watch.
 //!
 //! Fitbit messaging carries CBOR-encoded JavaScript values, at most about
-//! 1 KiB each. Companion to watch:
+//! 1 KiB each. The link is a state synchronization (Mosh's SSP): the watch
+//! reports what it holds, the companion sends what differs. Companion to watch:
 //!
 //! | message | JS value |
 //! |---|---|
-//! | paint | an `ArrayBuffer`: one message of the watch face's vector ops (`watch-wasm/README.md`, at most 1024 bytes) |
+//! | paint | an `ArrayBuffer`: the paint header `base u16, target u16, part u8, count u8` (little-endian), then one message of the watch face's vector ops (`watch-wasm/README.md`) |
 //! | relay | `[2, code]`: 0 connecting, 1 online, 2 offline, 3 no relay URL set |
-//! | alert | `[3, kind, text]`: kinds in [`AlertKind`] |
+//! | alert | `[3, kind, text, id]`: kinds in [`AlertKind`]; `text` is one or two lines (`\n`) |
 //!
-//! Watch to companion: `[1, screen_on]`, sent when the watch's socket opens
-//! and whenever its display turns on or off. The companion answers it with
-//! the relay state and a full repaint.
+//! A paint turns picture `base` (0: any picture, a full repaint) into picture
+//! `target`; its `count` parts are applied together once all arrived, or not
+//! at all. Watch to companion, the watch's report `[1, screen_on, picture,
+//! alert, relay]`: the picture version it shows (0: none), the last alert id
+//! it got (0: none) and the relay code it shows (-1: none). It is sent when
+//! the watch's socket opens, after each message applied, when the display
+//! turns on or off, and every few seconds while the screen is on.
 
-use watchtrain_watch::limits::MAX_ALERT_LEN;
 /// Largest message the watch accepts, CBOR included (Fitbit's `MAX_MESSAGE_SIZE` is about 1 KiB).
 pub use watchtrain_watch::limits::MAX_WATCH_MESSAGE as MAX_MESSAGE_BYTES;
+use watchtrain_watch::limits::{MAX_ALERT_LEN, PAINT_HEADER_LEN};
 
 /// Type of a relay-state message.
 pub const MSG_RELAY: i64 = 2;
 /// Type of an alert message.
 pub const MSG_ALERT: i64 = 3;
-/// Type of the watch's hello / display message.
-pub const MSG_HELLO: i64 = 1;
+/// Type of the watch's report.
+pub const MSG_REPORT: i64 = 1;
 
 /// What the companion knows of the relay connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +64,20 @@ pub enum Out {
     Paint(Vec<u8>),
     /// A relay state or an alert, sent as a JS array.
     Message(Value),
+}
+
+impl RelayState {
+    /// The state of a relay code, `None` for an unknown one.
+    pub fn from_code(code: i64) -> Option<RelayState> {
+        [
+            RelayState::Connecting,
+            RelayState::Online,
+            RelayState::Offline,
+            RelayState::Unconfigured,
+        ]
+        .into_iter()
+        .find(|s| *s as i64 == code)
+    }
 }
 
 impl Out {
@@ -151,8 +170,8 @@ pub fn relay_message(state: RelayState) -> Value {
     Value::Array(vec![Value::Int(MSG_RELAY), Value::Int(state as i64)])
 }
 
-/// An alert message; the text is cut to the watch's text length.
-pub fn alert_message(kind: AlertKind, text: &str) -> Value {
+/// An alert message with its id; the text is fitted to the watch's alert banner.
+pub fn alert_message(kind: AlertKind, text: &str, id: u16) -> Value {
     let mut text = text.to_string();
     if text.len() > MAX_ALERT_LEN {
         let mut end = MAX_ALERT_LEN;
@@ -165,13 +184,48 @@ pub fn alert_message(kind: AlertKind, text: &str) -> Value {
         Value::Int(MSG_ALERT),
         Value::Int(kind as i64),
         Value::Str(text),
+        Value::Int(id.into()),
     ])
 }
 
-/// Reads a message from the watch: `Some(screen_on)` for a hello / display message.
-pub fn parse_hello(items: &[f64]) -> Option<bool> {
-    match items {
-        [t, on, ..] if *t as i64 == MSG_HELLO => Some(*on != 0.0),
-        _ => None,
+/// A paint message: the header, then `ops` (one vector-op message).
+pub fn paint_message(base: u16, target: u16, part: usize, count: usize, ops: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(PAINT_HEADER_LEN + ops.len());
+    out.extend(base.to_le_bytes());
+    out.extend(target.to_le_bytes());
+    out.push(part as u8);
+    out.push(count as u8);
+    out.extend(ops);
+    out
+}
+
+/// The watch's report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Report {
+    /// Its screen is on.
+    pub screen_on: bool,
+    /// The picture version it shows, 0 for none.
+    pub picture: u16,
+    /// The last alert id it got, 0 for none.
+    pub alert: u16,
+    /// The relay state it shows.
+    pub relay: Option<RelayState>,
+}
+
+/// Reads a message from the watch: its report (fields it leaves out read as "nothing").
+pub fn parse_report(items: &[f64]) -> Option<Report> {
+    let field = |i: usize| items.get(i).copied().unwrap_or(0.0);
+    if items.len() < 2 || field(0) as i64 != MSG_REPORT {
+        return None;
     }
+    let relay = match items.get(4) {
+        Some(code) => RelayState::from_code(*code as i64),
+        None => None,
+    };
+    Some(Report {
+        screen_on: field(1) != 0.0,
+        picture: field(2) as u16,
+        alert: field(3) as u16,
+        relay,
+    })
 }

@@ -15,13 +15,22 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{BinaryType, MessageEvent, WebSocket};
 
-use crate::core::{Core, Follow};
+use crate::core::{Core, Follow, RESEND_MS};
 use crate::watch::{Out, RelayState};
 
 /// First reconnect delay, doubled after each failure.
 pub const BACKOFF_MIN_MS: f64 = 500.0;
 /// Longest reconnect delay.
 pub const BACKOFF_MAX_MS: f64 = 15_000.0;
+/// A socket not open after this long is given up (an unreachable LAN address).
+pub const CONNECT_TIMEOUT_MS: f64 = 10_000.0;
+/// Silence from the relay after which the socket counts as dead, until the
+/// relay's heartbeats (one per ping interval) are seen: then 2.5 of their gaps.
+pub const LIVENESS_MAX_MS: f64 = 60_000.0;
+/// Shortest liveness bound, whatever the heartbeats' pace.
+pub const LIVENESS_MIN_MS: f64 = 3_000.0;
+/// How often the watchdog looks at the relay socket.
+const WATCHDOG_MS: f64 = 500.0;
 
 #[wasm_bindgen]
 extern "C" {
@@ -95,16 +104,28 @@ struct Inner {
     socket: Option<Socket>,
     /// Next reconnect delay.
     backoff_ms: f64,
-    /// Reconnects and paints, one timer each.
+    /// Reconnects, paints and the relay watchdog, one timer each.
     reconnect_timer: Option<JsValue>,
     paint_timer: Option<JsValue>,
+    watchdog_timer: Option<JsValue>,
     /// The timer callbacks, made once.
     on_reconnect: Option<Closure<dyn FnMut()>>,
     on_paint: Option<Closure<dyn FnMut()>>,
+    on_watchdog: Option<Closure<dyn FnMut()>>,
+    /// When the current socket was opened, and when the relay was last heard.
+    connect_ms: f64,
+    heard_ms: f64,
+    /// When the last heartbeat came, and the silence that counts as dead.
+    heartbeat_ms: f64,
+    liveness_ms: f64,
     /// Frames received, for tests and the settings page.
     frames: u32,
-    /// Messages sent to the watch and their JSON bytes.
+    /// Messages the watch's buffer took.
     sent: u32,
+    /// Messages it refused (buffer full).
+    refusals: u32,
+    /// The last message was refused and the buffer has not drained since.
+    blocked: bool,
 }
 
 /// The Rust companion, as seen from JavaScript.
@@ -120,17 +141,25 @@ impl Companion {
     #[wasm_bindgen(constructor)]
     pub fn new(send: Function) -> Companion {
         let inner = Rc::new(RefCell::new(Inner {
-            core: Core::new(Follow::Latest),
+            core: Core::starting_at(Follow::Latest, now_ms()),
             send,
             url: String::new(),
             socket: None,
             backoff_ms: BACKOFF_MIN_MS,
             reconnect_timer: None,
             paint_timer: None,
+            watchdog_timer: None,
             on_reconnect: None,
             on_paint: None,
+            on_watchdog: None,
+            connect_ms: 0.0,
+            heard_ms: 0.0,
+            heartbeat_ms: f64::NAN,
+            liveness_ms: LIVENESS_MAX_MS,
             frames: 0,
             sent: 0,
+            refusals: 0,
+            blocked: false,
         }));
         let weak = Rc::downgrade(&inner);
         let on_reconnect = Closure::<dyn FnMut()>::new(move || {
@@ -143,14 +172,22 @@ impl Companion {
         let on_paint = Closure::<dyn FnMut()>::new(move || {
             if let Some(inner) = weak.upgrade() {
                 inner.borrow_mut().paint_timer = None;
-                let out = inner.borrow_mut().core.tick(now_ms());
+                let out = inner.borrow_mut().core.pump(now_ms());
                 emit(&inner, out);
+            }
+        });
+        let weak = Rc::downgrade(&inner);
+        let on_watchdog = Closure::<dyn FnMut()>::new(move || {
+            if let Some(inner) = weak.upgrade() {
+                inner.borrow_mut().watchdog_timer = None;
+                watchdog(&inner);
             }
         });
         {
             let mut i = inner.borrow_mut();
             i.on_reconnect = Some(on_reconnect);
             i.on_paint = Some(on_paint);
+            i.on_watchdog = Some(on_watchdog);
         }
         Companion { inner }
     }
@@ -180,7 +217,7 @@ impl Companion {
                 .inner
                 .borrow_mut()
                 .core
-                .relay_state(RelayState::Unconfigured);
+                .relay_state(RelayState::Unconfigured, now_ms());
             emit(&self.inner, out);
         }
     }
@@ -190,9 +227,15 @@ impl Companion {
         self.inner.borrow().url.clone()
     }
 
-    /// A message from the watch, as its numbers (e.g. `[1, 1]`: hello, screen on).
+    /// A message from the watch, as its numbers (its report, `crate::watch`).
     pub fn watch_message(&self, items: &[f64]) {
         let out = self.inner.borrow_mut().core.watch_message(items, now_ms());
+        emit(&self.inner, out);
+    }
+
+    /// The watch's messaging socket opened (or is found open at launch): everything goes again.
+    pub fn watch_opened(&self) {
+        let out = self.inner.borrow_mut().core.watch_opened(now_ms());
         emit(&self.inner, out);
     }
 
@@ -201,10 +244,17 @@ impl Companion {
         self.inner.borrow_mut().core.watch_closed();
     }
 
-    /// A message to the watch was lost (its buffer was full): repaint it whole.
-    pub fn resync(&self) {
-        self.inner.borrow_mut().core.resync();
-        emit(&self.inner, Vec::new());
+    /// The watch's send buffer has room again (`onbufferedamountdecrease`): send what is due.
+    pub fn pump(&self) {
+        self.inner.borrow_mut().blocked = false;
+        let out = self.inner.borrow_mut().core.pump(now_ms());
+        emit(&self.inner, out);
+    }
+
+    /// A message to the watch was refused after it was handed out (an
+    /// `onerror` with BUFFER_FULL): it is due again.
+    pub fn refused(&self) {
+        self.inner.borrow_mut().core.refused();
     }
 
     /// One relay frame handed in directly (the same path the WebSocket takes).
@@ -227,6 +277,11 @@ impl Companion {
         self.inner.borrow().sent
     }
 
+    /// Messages the watch's buffer refused.
+    pub fn refusals(&self) -> u32 {
+        self.inner.borrow().refusals
+    }
+
     /// Frames that failed to decode or apply.
     pub fn bad_frames(&self) -> u32 {
         self.inner.borrow().core.bad_frames
@@ -241,6 +296,9 @@ impl Companion {
             clear_timeout(&id);
         }
         if let Some(id) = i.paint_timer.take() {
+            clear_timeout(&id);
+        }
+        if let Some(id) = i.watchdog_timer.take() {
             clear_timeout(&id);
         }
     }
@@ -259,8 +317,19 @@ fn connect(inner: &Rc<RefCell<Inner>>) {
     if url.is_empty() {
         return;
     }
-    let out = inner.borrow_mut().core.relay_state(RelayState::Connecting);
+    let out = inner
+        .borrow_mut()
+        .core
+        .relay_state(RelayState::Connecting, now_ms());
     emit(inner, out);
+    {
+        let mut i = inner.borrow_mut();
+        i.connect_ms = now_ms();
+        i.heard_ms = i.connect_ms;
+        i.heartbeat_ms = f64::NAN;
+        i.liveness_ms = LIVENESS_MAX_MS;
+    }
+    arm_watchdog(inner);
     let ws = match WebSocket::new(&url) {
         Ok(ws) => ws,
         Err(_) => {
@@ -272,8 +341,15 @@ fn connect(inner: &Rc<RefCell<Inner>>) {
     let weak: Weak<RefCell<Inner>> = Rc::downgrade(inner);
     let on_open = Closure::<dyn FnMut()>::new(move || {
         if let Some(inner) = weak.upgrade() {
-            inner.borrow_mut().backoff_ms = BACKOFF_MIN_MS;
-            let out = inner.borrow_mut().core.relay_state(RelayState::Online);
+            {
+                let mut i = inner.borrow_mut();
+                i.backoff_ms = BACKOFF_MIN_MS;
+                i.heard_ms = now_ms();
+            }
+            let out = inner
+                .borrow_mut()
+                .core
+                .relay_state(RelayState::Online, now_ms());
             emit(&inner, out);
         }
     });
@@ -304,9 +380,15 @@ fn connect(inner: &Rc<RefCell<Inner>>) {
 /// The socket closed or failed: tell the watch, retry after the backoff.
 /// The socket itself (whose closure may be running) is dropped by the reconnect timer.
 fn closed(inner: &Rc<RefCell<Inner>>) {
-    let out = inner.borrow_mut().core.relay_state(RelayState::Offline);
+    let out = inner
+        .borrow_mut()
+        .core
+        .relay_state(RelayState::Offline, now_ms());
     emit(inner, out);
     let mut i = inner.borrow_mut();
+    if let Some(id) = i.watchdog_timer.take() {
+        clear_timeout(&id);
+    }
     if i.url.is_empty() || i.reconnect_timer.is_some() {
         return;
     }
@@ -322,36 +404,98 @@ fn on_frame(inner: &Rc<RefCell<Inner>>, bytes: &[u8]) {
     let out = {
         let mut i = inner.borrow_mut();
         i.frames += 1;
-        i.core.relay_frame(bytes, now_ms())
+        let now = now_ms();
+        i.heard_ms = now;
+        if bytes_are_heartbeat(bytes) {
+            // The relay's pace of heartbeats sets how much silence means dead.
+            if i.heartbeat_ms.is_finite() {
+                let gap = now - i.heartbeat_ms;
+                i.liveness_ms = (gap * 2.5).clamp(LIVENESS_MIN_MS, LIVENESS_MAX_MS);
+            }
+            i.heartbeat_ms = now;
+        }
+        i.core.relay_frame(bytes, now)
     };
     emit(inner, out);
 }
 
-/// Sends the messages to the watch, then arms the paint timer if a paint is waiting.
+fn bytes_are_heartbeat(bytes: &[u8]) -> bool {
+    matches!(
+        watchtrain_protocol::Frame::decode(bytes),
+        Ok(f) if f.action == watchtrain_protocol::Action::Heartbeat
+    )
+}
+
+/// Looks at the relay socket: not open in time, or silent too long, is dead.
+fn watchdog(inner: &Rc<RefCell<Inner>>) {
+    let dead = {
+        let i = inner.borrow();
+        let Some(socket) = &i.socket else { return };
+        let now = now_ms();
+        if socket.ws.ready_state() == WebSocket::OPEN {
+            now - i.heard_ms > i.liveness_ms
+        } else {
+            now - i.connect_ms > CONNECT_TIMEOUT_MS
+        }
+    };
+    if dead {
+        closed(inner);
+    } else {
+        arm_watchdog(inner);
+    }
+}
+
+fn arm_watchdog(inner: &Rc<RefCell<Inner>>) {
+    let mut i = inner.borrow_mut();
+    if i.watchdog_timer.is_none() {
+        if let Some(f) = &i.on_watchdog {
+            let id = set_timeout(f.as_ref().unchecked_ref(), WATCHDOG_MS);
+            i.watchdog_timer = Some(id);
+        }
+    }
+}
+
+/// Sends the messages to the watch until its buffer refuses one (`send`
+/// returns `false`), then arms the timer for what waits next.
 fn emit(inner: &Rc<RefCell<Inner>>, out: Vec<Out>) {
     let send = inner.borrow().send.clone();
     for message in &out {
-        inner.borrow_mut().sent += 1;
         let value: JsValue = match message {
             Out::Paint(bytes) => Uint8Array::from(&bytes[..]).into(),
             Out::Message(v) => JsValue::from_str(&v.to_json()),
         };
-        let _ = send.call1(&JsValue::NULL, &value);
+        let accepted = send
+            .call1(&JsValue::NULL, &value)
+            .is_ok_and(|r| r.as_bool() != Some(false));
+        if !accepted {
+            let mut i = inner.borrow_mut();
+            i.core.refused();
+            i.refusals += 1;
+            i.blocked = true;
+            break;
+        }
+        inner.borrow_mut().sent += 1;
     }
     let mut i = inner.borrow_mut();
-    if i.paint_timer.is_none() {
-        if let Some(due) = i.core.next_paint_ms() {
-            let delay = (due - now_ms()).max(0.0);
-            if let Some(f) = &i.on_paint {
-                let id = set_timeout(f.as_ref().unchecked_ref(), delay);
-                i.paint_timer = Some(id);
-            }
+    if let Some(id) = i.paint_timer.take() {
+        clear_timeout(&id);
+    }
+    if let Some(due) = i.core.next_wake_ms() {
+        let mut delay = (due - now_ms()).max(0.0);
+        if i.blocked {
+            // The buffer is full: `pump` comes when it drains; this is only a backstop.
+            delay = delay.max(RESEND_MS);
+        }
+        if let Some(f) = &i.on_paint {
+            let id = set_timeout(f.as_ref().unchecked_ref(), delay);
+            i.paint_timer = Some(id);
         }
     }
 }
 
 /// Allocates `kib` KiB (growing the memory), then returns `text` and a checksum
 /// of `bytes`: proves the JS glue sees grown memory (a wasm2js trap).
+#[cfg(feature = "probes")]
 #[wasm_bindgen]
 pub fn grow_probe(kib: u32, text: &str, bytes: &[u8]) -> String {
     let big = vec![0x5au8; kib as usize * 1024];
@@ -360,12 +504,14 @@ pub fn grow_probe(kib: u32, text: &str, bytes: &[u8]) -> String {
 }
 
 /// `x as i32`, saturating: proves the build is MVP (no non-trapping float-to-int lowering gone wrong).
+#[cfg(feature = "probes")]
 #[wasm_bindgen]
 pub fn saturate(x: f64) -> i32 {
     x as i32
 }
 
 /// The size of the module's linear memory in bytes (grows, never shrinks).
+#[cfg(feature = "probes")]
 #[wasm_bindgen]
 pub fn memory_bytes() -> u32 {
     (core::arch::wasm32::memory_size(0) * 65536) as u32

@@ -1,8 +1,11 @@
 //! The companion's rules, natively: frames in, watch messages out.
 
+mod common;
+
 use watchtrain_companion::watch::{Out, Value, MAX_MESSAGE_BYTES};
 use watchtrain_companion::{Core, Follow};
 use watchtrain_protocol::*;
+use watchtrain_watch::limits::PAINT_HEADER_LEN;
 use watchtrain_watch::{layout, render, vector, Framebuffer, Screen, Theme};
 
 const ID: u32 = 4;
@@ -80,7 +83,8 @@ fn busy_state() -> TrainingState {
 fn replay(pool: &mut vector::Pool, messages: &[Out]) {
     for m in messages {
         if let Out::Paint(bytes) = m {
-            pool.apply(bytes).expect("well-formed paint");
+            pool.apply(&bytes[PAINT_HEADER_LEN..])
+                .expect("well-formed paint");
         }
     }
 }
@@ -157,31 +161,41 @@ fn a_full_repaint_fits_messages_and_draws_the_face() {
 #[test]
 fn a_diff_sends_only_what_changed() {
     let mut core = Core::new(Follow::Latest);
-    let mut watch = vector::Pool::default();
-    replay(&mut watch, &core.watch_message(&[1.0, 1.0], 0.0));
+    let mut watch = common::Watch::new();
+    // Delivers everything and lets the watch report; returns what was sent.
+    let mut deliver = |core: &mut Core, out: Vec<Out>, t: f64| {
+        out.iter().for_each(|m| watch.receive(m));
+        let report = watch.report();
+        assert!(
+            core.watch_message(&report, t).is_empty(),
+            "all acknowledged"
+        );
+        out
+    };
+    let hello = core.watch_message(&[1.0, 1.0], 0.0);
+    deliver(&mut core, hello, 0.0);
     let frames = [
         register(10),
         stats(1, 0, [0.9, 0.8, 0.5]),
         stats(2, 1, [0.7, 0.7, 0.6]),
     ];
     for (i, bytes) in frames.iter().enumerate() {
-        replay(
-            &mut watch,
-            &core.relay_frame(bytes, 10_000.0 * (i as f64 + 1.0)),
-        );
+        let t = 10_000.0 * (i as f64 + 1.0);
+        let out = core.relay_frame(bytes, t);
+        deliver(&mut core, out, t);
     }
     let full: usize = vector::encode(&core.scene(), None)
         .iter()
         .map(Vec::len)
         .sum();
     let out = core.relay_frame(&progress(3, 2, 24), 100_000.0);
+    let out = deliver(&mut core, out, 100_000.0);
     assert_eq!(kinds(&out), vec![1]);
     let bytes = out[0].cbor_len();
     assert!(bytes * 3 < full, "diff {bytes} B vs full {full} B");
-    replay(&mut watch, &out);
     let (_, state) = core.training().unwrap();
     let raster = render(state, Screen::VERSA3, &Theme::dark());
-    assert!(max_difference(&picture(&watch), &raster) <= 4);
+    assert!(max_difference(&picture(&watch.pool), &raster) <= 4);
     // The same seq again: nothing changed, nothing sent.
     assert!(core.relay_frame(&progress(3, 2, 24), 200_000.0).is_empty());
 }
@@ -189,12 +203,15 @@ fn a_diff_sends_only_what_changed() {
 #[test]
 fn paints_are_coalesced_to_one_a_second() {
     let mut core = Core::new(Follow::Latest);
-    let hello = core.watch_message(&[1.0, 1.0], 0.0);
+    let mut watch = common::Watch::new();
+    let hello = core.watch_message(&watch.report(), 0.0);
     assert_eq!(
         kinds(&hello),
         vec![2, 1],
         "relay state, then a full repaint"
     );
+    hello.iter().for_each(|m| watch.receive(m));
+    assert!(core.watch_message(&watch.report(), 100.0).is_empty());
     assert!(!core.relay_frame(&register(10), 1_000.0).is_empty());
     assert!(core.relay_frame(&progress(1, 0, 1), 1_100.0).is_empty());
     assert!(core.relay_frame(&progress(2, 0, 2), 1_500.0).is_empty());
@@ -202,15 +219,36 @@ fn paints_are_coalesced_to_one_a_second() {
     assert!(core.tick(1_999.0).is_empty());
     let paint = core.tick(2_000.0);
     assert_eq!(kinds(&paint), vec![1]);
-    assert_eq!(core.next_paint_ms(), None, "nothing waits after the paint");
+    assert_eq!(
+        core.next_paint_ms(),
+        Some(4_000.0),
+        "unacknowledged: sent again after RESEND_MS"
+    );
+    paint.iter().for_each(|m| watch.receive(m));
+    assert!(core.watch_message(&watch.report(), 2_100.0).is_empty());
+    assert_eq!(
+        core.next_paint_ms(),
+        None,
+        "nothing waits once acknowledged"
+    );
 }
 
 #[test]
 fn screen_off_sends_only_alerts_and_screen_on_repaints() {
     let mut core = Core::new(Follow::Latest);
-    core.watch_message(&[1.0, 1.0], 0.0);
-    core.relay_frame(&register(10), 1_000.0);
-    assert_eq!(kinds(&core.watch_message(&[1.0, 0.0], 2_000.0)), vec![2]);
+    let mut watch = common::Watch::new();
+    let mut deliver = |core: &mut Core, out: Vec<Out>, t: f64| {
+        out.iter().for_each(|m| watch.receive(m));
+        let report = watch.report();
+        [out, core.watch_message(&report, t)].concat()
+    };
+    let hello = core.watch_message(&[1.0, 1.0], 0.0);
+    deliver(&mut core, hello, 0.0);
+    let out = core.relay_frame(&register(10), 1_000.0);
+    deliver(&mut core, out, 1_000.0);
+    assert!(core
+        .watch_message(&[1.0, 0.0, watch.picture.into(), 0.0, 0.0], 2_000.0)
+        .is_empty());
     assert!(core.relay_frame(&progress(1, 0, 5), 5_000.0).is_empty());
     assert_eq!(core.next_paint_ms(), None);
     let finished = frame(
@@ -226,13 +264,25 @@ fn screen_off_sends_only_alerts_and_screen_on_repaints() {
         alerts(&out),
         vec![(2, "resnet pets failed: CUDA out of memory".into())]
     );
-    let on = core.watch_message(&[1.0, 1.0], 7_000.0);
-    assert_eq!(kinds(&on), vec![2, 1]);
-    let Out::Paint(first) = &on[1] else {
+    // Screen on: the diff from the picture the watch holds, not a full repaint.
+    let on = core.watch_message(&[1.0, 1.0, watch.picture.into(), 0.0, 0.0], 7_000.0);
+    assert_eq!(
+        kinds(&on),
+        vec![1],
+        "a paint (the alert goes again after RESEND_MS)"
+    );
+    let Out::Paint(diff) = &on[0] else {
         unreachable!()
     };
-    let full = vector::encode(&core.scene(), None);
-    assert_eq!(first, &full[0], "a full repaint");
+    let full: usize = vector::encode(&core.scene(), None)
+        .iter()
+        .map(Vec::len)
+        .sum();
+    assert!(
+        diff.len() < full,
+        "a diff ({} B), not a full repaint ({full} B)",
+        diff.len()
+    );
 }
 
 #[test]
@@ -302,8 +352,7 @@ fn a_late_join_to_a_finished_training_does_not_buzz() {
     let mut core = Core::new(Follow::Latest);
     core.watch_message(&[1.0, 1.0], 0.0);
     let out = core.relay_frame(&state.to_snapshot(ID).to_bytes().unwrap(), 5_000.0);
-    assert!(alerts(&out).is_empty());
-    assert!(kinds(&out).iter().all(|k| *k == 1), "paints only");
+    assert!(alerts(&out).is_empty(), "no alert");
 }
 
 #[test]

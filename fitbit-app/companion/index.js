@@ -20,16 +20,21 @@ function setting(key) {
   return "";
 }
 
-// A message from the Rust companion: vector ops (Uint8Array, sent as its ArrayBuffer)
-// or the JSON text of a small array (relay state, alert).
+// Bytes queued for the watch past which nothing more is sent: the Rust companion
+// sends only the newest picture, so a queue of old ones would only delay it.
+var QUEUE_LIMIT = 1024;
+
+// A message from the Rust companion: a paint (Uint8Array, sent as its ArrayBuffer)
+// or the JSON text of a small array (relay state, alert). Returns false when the
+// watch's buffer has no room: the companion sends it again when it drains.
 function send(message) {
   var socket = messaging.peerSocket;
-  if (socket.readyState !== socket.OPEN) return;
+  if (socket.readyState !== socket.OPEN || socket.bufferedAmount >= QUEUE_LIMIT) return false;
   try {
     socket.send(typeof message === "string" ? JSON.parse(message) : message.buffer);
+    return true;
   } catch (e) {
-    // The watch's buffer is full: the watch's picture is unknown, repaint it whole.
-    companion.resync();
+    return false;
   }
 }
 
@@ -61,13 +66,21 @@ function listTrainings() {
 }
 
 messaging.peerSocket.onmessage = function (evt) {
-  if (evt.data && evt.data.length) companion.watch_message(Float64Array.from(evt.data));
+  if (evt.data && evt.data.length) companion.watch_message(Float64Array.from(evt.data, Number));
   if (Date.now() - listedAt > 30000) listTrainings();
 };
+messaging.peerSocket.onopen = function () { companion.watch_opened(); };
 messaging.peerSocket.onclose = function () { companion.watch_closed(); };
+messaging.peerSocket.onbufferedamountdecrease = function () { companion.pump(); };
+messaging.peerSocket.onerror = function (err) {
+  // A message the buffer took and then refused (BUFFER_FULL): it is due again.
+  if (err && err.code === "BUFFER_FULL") companion.refused();
+};
 settingsStorage.onchange = function (evt) {
   if (evt.key === "relay_url" || evt.key === "token" || evt.key === "training") configure();
 };
 
 console.log("watchtrain companion: " + backend);
 configure();
+// Launched (or relaunched) with the watch already connected: repaint it now, not at its next report.
+if (messaging.peerSocket.readyState === messaging.peerSocket.OPEN) companion.watch_opened();

@@ -9,6 +9,8 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const companion = path.join(here, "..", "companion");
+// The test build of the companion, with the probes (build.sh; the shipped one has none).
+const gen = path.join(here, "..", "..", "target", "companion-wasm", "probes-gen");
 const [mode, glue] = process.argv.slice(2);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "watchtrain-probe-"));
 const rename = (s) => s
@@ -18,8 +20,8 @@ const rename = (s) => s
   .replaceAll("./gen/wasm_bytes.js", "./wasm_bytes.mjs");
 fs.writeFileSync(path.join(dir, "load.mjs"), rename(fs.readFileSync(path.join(companion, "load.js"), "utf8")));
 fs.copyFileSync(path.join(companion, "polyfill.js"), path.join(dir, "polyfill.mjs"));
-fs.copyFileSync(glue || path.join(companion, "gen", "glue.js"), path.join(dir, "glue.mjs"));
-for (const f of ["wasm2js", "wasm_bytes"]) fs.copyFileSync(path.join(companion, "gen", f + ".js"), path.join(dir, f + ".mjs"));
+fs.copyFileSync(glue || path.join(gen, "glue.js"), path.join(dir, "glue.mjs"));
+for (const f of ["wasm2js", "wasm_bytes"]) fs.copyFileSync(path.join(gen, f + ".js"), path.join(dir, f + ".mjs"));
 
 if (mode === "wasm2js") delete globalThis.WebAssembly;
 const m = await import(pathToFileURL(path.join(dir, "load.mjs")));

@@ -28,7 +28,7 @@ test("the wasm2js backend without WebAssembly: the same results", () => {
 });
 
 test("control: the unpatched wasm-bindgen glue breaks under wasm2js memory growth", () => {
-  const unpatched = path.join(ROOT, "target", "companion-wasm", "fitbit", "watchtrain_companion_bg.js");
+  const unpatched = path.join(ROOT, "target", "companion-wasm", "fitbit-probes", "watchtrain_companion_bg.js");
   const r = probe("wasm2js", unpatched);
   assert.strictEqual(r.backend, "wasm2js");
   assert.ok(r.failures.some((f) => f.startsWith("grow_probe")), `expected wrong results: ${JSON.stringify(r)}`);

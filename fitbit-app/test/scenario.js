@@ -3,7 +3,7 @@
 const assert = require("node:assert");
 const fs = require("fs");
 const path = require("path");
-const { startFitbit, startRelay, startProducer, relaySnapshot, faceCheck, getJson, until, sleep, tmpDir, TOKEN } = require("./sim");
+const { startFitbit, startRelay, startProducer, relaySnapshot, faceCheck, getJson, until, sleep, tmpDir, LIMITS, TOKEN } = require("./sim");
 
 // Long enough that a relay restart (silence since its last save, plus the producer's reconnect
 // backoff) never looks like a stall; short enough for the stall step.
@@ -20,7 +20,7 @@ async function scenario(t, { withWasm }) {
   const fit = await startFitbit({ relayUrl: "", withWasm });
   const producer = startProducer(base);
   t.after(() => {
-    fit.stop();
+    fit.shutdown();
     producer.child.kill("SIGKILL");
     relay.child.kill("SIGKILL");
   });
@@ -50,12 +50,14 @@ async function scenario(t, { withWasm }) {
     });
   }
   // The watch shows exactly the face of the relay's state: every element, and the picture.
+  // (Its document is what counts: a paint made from a picture the watch no longer shows is
+  // received but not applied, so replaying all that was received proves nothing.)
   async function watchShowsRelayState(what, png) {
     return until(what, async () => {
       const snapshot = await relaySnapshot(port, id);
       const r = faceCheck({ snapshot, received: fit.received, doc: fit.doc, png: png && path.join(dir, png) });
-      if (r.document_equals_face && r.received_equals_face) return r;
-      throw new Error(`not yet: ${JSON.stringify(r.mismatches)} received_equals_face=${r.received_equals_face}`);
+      if (r.document_equals_face) return r;
+      throw new Error(`not yet: ${JSON.stringify(r.mismatches)}`);
     }, 15000, 300);
   }
 
@@ -66,7 +68,6 @@ async function scenario(t, { withWasm }) {
   await relayState("epoch 1 on the relay", (s) => s.latest_epoch === 1 && s.epoch === 2);
   let check = await watchShowsRelayState("the watch to show epoch 1", `${mode}-mid`);
   assert.ok(check.max_difference_document <= 4, `document vs raster: ${check.max_difference_document}`);
-  assert.ok(check.max_difference_received <= 4, `received ops vs raster: ${check.max_difference_received}`);
   assert.ok(fit.texts().includes(`sim ${mode}`), `the name is shown: ${fit.texts()}`);
   assert.ok(fit.texts().some((x) => x.includes("epoch 3/6")), `epoch text: ${fit.texts()}`);
   assert.ok(check.visible[1] >= 3, "chart lines are shown");
@@ -116,15 +117,15 @@ async function scenario(t, { withWasm }) {
   assert.deepStrictEqual(fit.alerts[2].slice(0, 3), [3, 1, `sim ${mode} completed`]);
   await relayState("completed on the relay", (s) => s.status === "completed");
   check = await watchShowsRelayState("the final picture", `${mode}-final`);
-  assert.ok(check.max_difference_document <= 4 && check.max_difference_received <= 4);
+  assert.ok(check.max_difference_document <= 4);
   await sleep(1500);
   assert.deepStrictEqual(fit.vibrations.map((v) => v.pattern), ["nudge-max", "nudge", "nudge"], "one buzz per event");
 
   // The phone goes out of reach: "waiting for phone"; back: a full repaint of the same face.
-  fit.disconnectPhone();
+  await fit.disconnectPhone();
   assert.strictEqual(fit.status(), "waiting for phone");
   const paintsAway = fit.received.length;
-  fit.reconnectPhone();
+  await fit.reconnectPhone();
   await until("a repaint when the phone is back", () => fit.received.length > paintsAway && fit.status() === "");
   await watchShowsRelayState("the same face after the phone came back");
 
@@ -142,7 +143,7 @@ async function scenario(t, { withWasm }) {
   // Every message to the watch fits Fitbit's limit, CBOR wrapping included.
   const toWatch = fit.messages.filter((m) => m.from === "companion");
   const biggest = Math.max(...toWatch.map((m) => m.size));
-  assert.ok(toWatch.every((m) => m.size <= 1024), `biggest ${biggest} B`);
+  assert.ok(toWatch.every((m) => m.size <= LIMITS.max_message_size), `biggest ${biggest} B`);
   const paints = toWatch.filter((m) => m.binary);
   const report = {
     mode,

@@ -23,6 +23,14 @@ for (let i = 0; i < images; i++) out.push(`  <image id="i${i}" class="pool" x="0
 out.push("  <!-- the watch's own states: waiting for phone, relay offline, alerts -->");
 out.push('  <text id="status" x="50%" y="50%" fill="#9e9e9e" font-size="26" text-anchor="middle" text-length="40">waiting for phone</text>');
 out.push('  <rect id="alertbg" x="0" y="0" width="100%" height="64" fill="#c62828" display="none" />');
-out.push(`  <text id="alert" x="50%" y="44" fill="white" font-size="26" text-anchor="middle" text-length="${limits.max_alert_len}" display="none" />`);
+out.push("  <!-- an alert is one or two lines (the companion fits its text to System-Bold 26) -->");
+out.push(`  <text id="alert" x="50%" y="44" fill="white" font-size="26" font-weight="bold" text-anchor="middle" text-length="${limits.max_alert_len}" display="none" />`);
+out.push(`  <text id="alert2" x="50%" y="78" fill="white" font-size="26" font-weight="bold" text-anchor="middle" text-length="${limits.max_alert_len}" display="none" />`);
+out.push("  <!-- diagnostics (a tap toggles them): what the device really does -->");
+out.push('  <rect id="diagbg" x="0" y="80" width="100%" height="176" fill="black" display="none" />');
+for (let i = 0; i < 5; i++) {
+  out.push(`  <text id="d${i}" x="50%" y="${110 + 32 * i}" fill="#ffd54f" font-size="20" text-anchor="middle" text-length="40" display="none" />`);
+}
+out.push('  <rect id="diagtap" x="0" y="0" width="100%" height="100%" fill="black" opacity="0" pointer-events="visible" />');
 out.push("</svg>");
 fs.writeFileSync(path.join(__dirname, "..", "resources", "index.view"), out.join("\n") + "\n");

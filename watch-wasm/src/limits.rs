@@ -12,8 +12,12 @@ use watchtrain_protocol::limits as protocol;
 pub const MAX_WATCH_MESSAGE: usize = 1024;
 /// CBOR head of a byte string of 256 to 65535 bytes (major type 2, two length bytes).
 pub const CBOR_BYTES_HEAD: usize = 3;
-/// Largest vector-op message: it travels as an `ArrayBuffer`, so as CBOR bytes.
-pub const MAX_OPS_LEN: usize = MAX_WATCH_MESSAGE - CBOR_BYTES_HEAD;
+/// The companion's paint header before the ops (picture versions and part
+/// numbers, `companion/src/watch.rs`).
+pub const PAINT_HEADER_LEN: usize = 6;
+/// Largest vector-op message: it travels after the paint header in an
+/// `ArrayBuffer`, so as CBOR bytes.
+pub const MAX_OPS_LEN: usize = MAX_WATCH_MESSAGE - CBOR_BYTES_HEAD - PAINT_HEADER_LEN;
 /// Longest alert text in UTF-8 bytes (two lines of the watch's alert banner).
 pub const MAX_ALERT_LEN: usize = 48;
 
@@ -34,6 +38,7 @@ pub fn json() -> String {
     let watch = [
         ("max_message_size", MAX_WATCH_MESSAGE),
         ("cbor_bytes_head", CBOR_BYTES_HEAD),
+        ("paint_header_len", PAINT_HEADER_LEN),
         ("max_ops_len", MAX_OPS_LEN),
         ("max_alert_len", MAX_ALERT_LEN),
         ("max_text_len", MAX_TEXT_LEN),

@@ -14,8 +14,11 @@ fn limits_json_is_generated_from_the_crates() {
 }
 
 #[test]
-fn the_ops_bound_and_the_cbor_head_make_the_watch_message_bound() {
+fn the_ops_bound_the_paint_header_and_the_cbor_head_make_the_watch_message_bound() {
     use watchtrain_watch::limits::*;
-    assert_eq!(MAX_OPS_LEN + CBOR_BYTES_HEAD, MAX_WATCH_MESSAGE);
+    assert_eq!(
+        MAX_OPS_LEN + PAINT_HEADER_LEN + CBOR_BYTES_HEAD,
+        MAX_WATCH_MESSAGE
+    );
     assert_eq!(watchtrain_watch::vector::MAX_MESSAGE_LEN, MAX_OPS_LEN);
 }

@@ -68,7 +68,8 @@ pub fn duration(ms: u64) -> String {
     }
 }
 
-fn value(v: f32) -> String {
+/// A metric value in at most 10 columns: `0.2624`, `1.500e-4`, `NaN`, `inf`.
+pub fn value(v: f32) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {

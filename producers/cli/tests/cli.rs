@@ -528,8 +528,9 @@ fn send_and_watch_over_tls_with_the_relays_own_certificate() {
         .arg("-out")
         .arg(&cert)
         .output();
-    let made =
-        made.expect("openssl makes the test certificate (scripts/test.d/40-python installs it)");
+    let made = made.expect(
+        "openssl makes the test certificate (apt-get install openssl; the test suites install it)",
+    );
     assert!(
         made.status.success(),
         "{}",

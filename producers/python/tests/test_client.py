@@ -381,7 +381,7 @@ def test_tls_relay_with_its_own_certificate_authority(relay_factory, tmp_path):
     import shutil
     import subprocess
 
-    assert shutil.which("openssl"), "openssl makes the test certificate (scripts/test.d/40-python installs it)"
+    assert shutil.which("openssl"), "openssl makes the test certificate (apt-get install openssl; the test suites install it)"
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
                     "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],

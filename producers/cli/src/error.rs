@@ -25,6 +25,13 @@ pub enum Error {
     Usage(String),
     /// `watch --once` found no training to show.
     NothingToWatch,
+    /// `send stats` or `send progress` to a training that has finished (it would reopen it).
+    Finished {
+        /// The training.
+        training: u32,
+        /// How it ended.
+        status: &'static str,
+    },
 }
 
 /// Exit codes, documented in `--help` and the README.
@@ -33,7 +40,8 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// The relay could not be reached, broke the connection, or did not acknowledge in time.
     pub const UNREACHABLE: u8 = 3;
-    /// The relay refused: a missing or wrong token, or a frame it rejected (with its reason).
+    /// Refused: by the relay (a missing or wrong token, a frame it rejected, with its reason),
+    /// or by `send` (stats or progress for a training that has finished).
     pub const REFUSED: u8 = 4;
     /// TLS failed: a certificate that is not trusted (see `--ca`) or not for this host.
     pub const TLS: u8 = 5;
@@ -52,6 +60,7 @@ impl Error {
                 _ => exit::UNREACHABLE,
             },
             Error::Usage(_) => exit::USAGE,
+            Error::Finished { .. } => exit::REFUSED,
             Error::Log { .. } | Error::Output(_) | Error::NothingToWatch => exit::OTHER,
         })
     }
@@ -65,6 +74,11 @@ impl fmt::Display for Error {
             Error::Output(e) => write!(f, "cannot write the view: {e}"),
             Error::Usage(what) => f.write_str(what),
             Error::NothingToWatch => f.write_str("the relay has no training to show"),
+            Error::Finished { training, status } => write!(
+                f,
+                "training {training} has finished ({status}): sending it more would reopen it; \
+                 give another --run-key (or --name) to start a new training"
+            ),
         }
     }
 }
@@ -74,7 +88,7 @@ impl std::error::Error for Error {
         match self {
             Error::Relay(e) => Some(e),
             Error::Log { source, .. } | Error::Output(source) => Some(source),
-            Error::Usage(_) | Error::NothingToWatch => None,
+            Error::Usage(_) | Error::NothingToWatch | Error::Finished { .. } => None,
         }
     }
 }

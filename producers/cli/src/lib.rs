@@ -28,7 +28,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tungstenite::Message;
-use watchtrain_protocol::{truncated, Action, Frame, Metrics, Register, Stats, TrainingState};
+use watchtrain_protocol::{
+    truncated, Action, Frame, Metrics, Register, Stats, Status, TrainingState,
+};
 
 pub use error::{exit, Error};
 use producer::{Link, Producer};
@@ -203,13 +205,31 @@ pub fn run_tail(
 
 /// Sends `actions` as one producer and waits at most `timeout` until the relay
 /// has acknowledged them; returns the training id.
+///
+/// Stats and progress would reopen a finished training: for those the
+/// training's status is read first, and a finished one is refused.
 pub fn run_send(
     endpoint: Endpoint,
     register: Register,
     actions: Vec<Action>,
     timeout: Duration,
 ) -> Result<u32, Error> {
-    let mut producer = Producer::new(endpoint, register);
+    let reopens = actions
+        .iter()
+        .any(|a| matches!(a, Action::Stats(_) | Action::Progress(_)));
+    let mut producer = Producer::new(endpoint.clone(), register);
+    if reopens {
+        producer.flush(timeout)?; // the registration only: it never reopens a training
+        let training = producer.training_id();
+        if let Some(status) = training_status(&endpoint, training)? {
+            if status.is_finished() {
+                return Err(Error::Finished {
+                    training,
+                    status: status.as_str(),
+                });
+            }
+        }
+    }
     for action in actions {
         match action {
             Action::Progress(_) | Action::Heartbeat => producer.push_unsequenced(action),
@@ -218,6 +238,26 @@ pub fn run_send(
     }
     producer.flush(timeout)?;
     Ok(producer.training_id())
+}
+
+/// The status in training `id`'s snapshot, `None` when none came within the timeout.
+fn training_status(endpoint: &Endpoint, id: u32) -> Result<Option<Status>, Error> {
+    let mut connection = endpoint.connect(&format!("/v1/trainings/{id}/watch"))?;
+    connection.set_read_timeout(Duration::from_millis(50))?;
+    let deadline = Instant::now() + endpoint.timeout;
+    while Instant::now() < deadline {
+        if let Some(Message::Binary(data)) = connection.read()? {
+            if let Ok(Frame {
+                action: Action::Snapshot(state),
+                ..
+            }) = Frame::decode(&data)
+            {
+                connection.close(Duration::from_millis(100));
+                return Ok(Some(state.status));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Options of `watchtrain watch`.

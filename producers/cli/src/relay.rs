@@ -112,6 +112,11 @@ impl Error {
                     reason: String::new(),
                 }
             }
+            tungstenite::Error::Protocol(
+                tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+            ) => Error::Closed {
+                reason: "reset without a goodbye".into(),
+            },
             e => Error::WebSocket(e),
         }
     }
@@ -148,7 +153,7 @@ impl fmt::Display for Error {
                 f.write_str("the relay closed the connection")
             }
             Error::Closed { reason } => write!(f, "the relay closed the connection: {reason}"),
-            Error::WebSocket(e) => write!(f, "WebSocket: {e}"),
+            Error::WebSocket(e) => e.fmt(f),
             Error::Timeout { what, after } => write!(f, "{what} within {after:?}"),
         }
     }

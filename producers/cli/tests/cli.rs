@@ -269,7 +269,7 @@ fn tail_follows_appends_rotation_truncation_and_a_relay_restart() {
     // Progress as it goes: the connection, each epoch read, the relay's absence, the end.
     assert!(said.contains("connected: training"), "{said}");
     assert!(said.contains("epoch 9: train_loss=0.1000"), "{said}");
-    assert!(said.contains("unreachable"), "{said}");
+    assert!(said.contains("frame(s), retrying"), "{said}");
     assert!(said.contains("finished: training"), "{said}");
     let training = relay.training("tailed").unwrap();
     assert_eq!(training["status"], "completed");
@@ -466,6 +466,11 @@ fn send_and_watch() {
     let out = send(&relay, &["finish"]);
     assert!(out.status.success());
     assert!(wait_exit(&mut watcher, Duration::from_secs(10)).success());
+    // Stats after the finish would reopen the training: refused, and it stays completed.
+    let out = send(&relay, &["stats", "--epoch", "3", "loss=0.3"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("has finished (completed)"), "{stderr}");
     let mut text = String::new();
     watcher
         .stdout

@@ -422,6 +422,7 @@ fn send_and_watch() {
 
     let watch = Command::new(cli())
         .args(["watch", &id.to_string(), "--once", "--url", &relay.url()])
+        .env_remove("COLUMNS")
         .output()
         .unwrap();
     assert!(
@@ -435,6 +436,21 @@ fn send_and_watch() {
     assert!(view.contains("5/10"), "{view}");
     assert!(view.contains("loss"), "{view}");
     assert!(view.contains("▁"), "a sparkline: {view}");
+    // Not a terminal: COLUMNS sets the width (a terminal's own width is asked each draw).
+    let narrow = Command::new(cli())
+        .args(["watch", &id.to_string(), "--once", "--url", &relay.url()])
+        .env("COLUMNS", "40")
+        .output()
+        .unwrap();
+    let narrow = String::from_utf8(narrow.stdout).unwrap();
+    assert!(
+        narrow.contains(&format!("train [{}]", "#".repeat(10) + &".".repeat(10))),
+        "{narrow}"
+    );
+    assert!(
+        view.contains(&format!("train [{}]", "#".repeat(20) + &".".repeat(20))),
+        "{view}"
+    );
 
     // A watcher that stays until the training finishes, across a relay restart.
     let mut watcher = Command::new(cli())

@@ -238,7 +238,8 @@ class WebSocket:
                 elif opcode == OP_PING:
                     self._send_frame(OP_PONG, payload)
                 elif opcode == OP_CLOSE:
-                    raise TransportError("the relay closed the connection")
+                    reason = payload[2:].decode("utf-8", "replace")
+                    raise TransportError("the relay closed the connection" + (f": {reason}" if reason else ""))
                 item = self._parse()
             pending = self.sock.pending() if isinstance(self.sock, ssl.SSLSocket) else 0
             if not pending:

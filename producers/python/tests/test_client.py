@@ -397,3 +397,53 @@ def test_tls_relay_with_its_own_certificate_authority(relay_factory, tmp_path):
     run.finish()
     assert run.training_id != 0
     assert [t["status"] for t in relay.trainings() if t["name"] == "over tls"] == ["completed"]
+
+
+def test_a_frame_is_delivered_only_when_acknowledged():
+    """A peer that takes the WebSocket, acknowledges the registration, reads every frame and
+    answers the close, but acknowledges no frame: it stands for a relay that lost them."""
+    import base64
+    import hashlib
+
+    from watchtrain.transport import OP_CLOSE, WebSocket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    frames = []
+
+    def peer():
+        conn, _ = server.accept()
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += conn.recv(4096)
+        key = [line.split(b":", 1)[1].strip() for line in head.split(b"\r\n") if line.lower().startswith(b"sec-websocket-key")][0]
+        accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+        conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+        ws = WebSocket.__new__(WebSocket)  # the package's framing, on the server's side of the socket
+        ws.sock, ws._buf, ws.timeout = conn, head.split(b"\r\n\r\n", 1)[1], 5.0
+        try:
+            while True:
+                for message in ws.poll(5.0):
+                    frames.append(watchtrain.protocol.decode(message))
+                    if len(frames) == 1:  # the registration: acknowledged, as the relay does
+                        ack = watchtrain.protocol.Frame(7, 0, watchtrain.protocol.Ack(0))
+                        ws._send_frame(2, watchtrain.protocol.encode(ack))
+        except OSError:  # the client's close: answer it
+            try:
+                ws._send_frame(OP_CLOSE, b"\x03\xe8")
+            except OSError:
+                pass
+        finally:
+            conn.close()
+
+    thread = threading.Thread(target=peer, daemon=True)
+    thread.start()
+    run = watchtrain.Run(f"http://127.0.0.1:{port}", name="lost", close_timeout=1.0)
+    run.log_epoch(0, loss=0.5)
+    wait_for(lambda: any(isinstance(f.action, watchtrain.protocol.Stats) for f in frames), what="the stats at the peer")
+    assert not run.close(), "written to the socket is not delivered: only an Ack is"
+    thread.join(10)
+    server.close()

@@ -75,18 +75,18 @@ impl LegacyMessage {
         };
         match self {
             LegacyMessage::Register { .. } => push(Action::Register(Register {
-                name: state.name.clone(),
-                metrics: state.metrics.clone(),
-                epochs: state.epochs,
+                name: state.name().clone(),
+                metrics: state.metrics().clone(),
+                epochs: state.epochs(),
                 ..Default::default()
             })),
             LegacyMessage::Progress { progress, .. } => push(Action::Progress(*progress)),
             LegacyMessage::Stats { metrics, stats, .. } => {
-                if *metrics != state.metrics {
+                if metrics != state.metrics() {
                     push(Action::Register(Register {
-                        name: state.name.clone(),
+                        name: state.name().clone(),
                         metrics: metrics.clone(),
-                        epochs: state.epochs,
+                        epochs: state.epochs(),
                         ..Default::default()
                     }));
                 }
@@ -386,7 +386,7 @@ pub fn encode<'b>(
                 payload: StatsOut {
                     id,
                     stats: s,
-                    metrics: &state.metrics,
+                    metrics: state.metrics(),
                 },
             },
             buf,

@@ -28,8 +28,8 @@
 //! let mut state = TrainingState::new();
 //! state.apply(&register)?;
 //! state.apply(&Frame::decode(&wire)?)?;
-//! assert_eq!(state.latest_epoch, Some(0));
-//! assert_eq!(state.best[2].value, 0.61);
+//! assert_eq!(state.latest_epoch(), Some(0));
+//! assert_eq!(state.best()[2].value, 0.61);
 //! assert_eq!(state.eta_ms(), Some(9 * 30_000));
 //!
 //! // A late joiner gets the whole state in one frame.
@@ -48,6 +48,12 @@ pub mod limits;
 mod state;
 
 pub use error::Error;
-pub use frame::*;
-pub use limits::*;
-pub use state::*;
+pub use frame::{
+    truncated, Ack, Action, Bar, Best, Finished, Frame, Level, Log, LogText, MetricName, Metrics,
+    Name, Outcome, Phase, Progress, Reason, Register, RunKey, Snapshot, Stats, Status, Values,
+};
+pub use limits::{
+    FORMAT_VERSION, HISTORY_VALUES, MAX_FRAME_LEN, MAX_LEGACY_JSON_LEN, MAX_LOG_LEN, MAX_METRICS,
+    MAX_METRIC_NAME_LEN, MAX_NAME_LEN, MAX_REASON_LEN, MAX_RUN_KEY_LEN,
+};
+pub use state::{lower_is_better, Applied, TrainingState};

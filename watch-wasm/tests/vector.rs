@@ -115,9 +115,11 @@ fn diffs_frame_by_frame_give_the_same_pool_as_a_full_repaint() {
 
 #[test]
 fn a_batch_progress_update_is_one_small_message() {
-    let mut state = scenarios::state("mid_epoch").unwrap();
+    let state = scenarios::state("mid_epoch").unwrap();
     let before = layout(&state, Screen::VERSA3, &Theme::dark());
-    state.valid.done += 3;
+    let mut snapshot = state.as_snapshot().clone();
+    snapshot.valid.done += 3;
+    let state = TrainingState::try_from(snapshot).unwrap();
     let after = layout(&state, Screen::VERSA3, &Theme::dark());
     let messages = vector::encode(&after, Some(&before));
     assert_eq!(messages.len(), 1);

@@ -242,8 +242,10 @@ fn watch_once(
             Some(Message::Binary(data)) => {
                 if let Ok(frame) = Frame::decode(&data) {
                     if let Action::Snapshot(s) = &frame.action {
-                        state = Some((frame.training_id, s.clone()));
-                        dirty = true;
+                        if let Ok(s) = TrainingState::try_from(s.clone()) {
+                            state = Some((frame.training_id, s));
+                            dirty = true;
+                        }
                     } else if let Some((id, s)) = &mut state {
                         dirty |= *id == frame.training_id && s.apply(&frame).is_ok();
                     }
@@ -265,7 +267,7 @@ fn watch_once(
                 out.flush().map_err(|e| e.to_string())?;
                 last_draw = Instant::now();
                 dirty = false;
-                if options.once || (options.until_finished && s.status.is_finished()) {
+                if options.once || (options.until_finished && s.status().is_finished()) {
                     let _ = ws.close(None);
                     return Ok(());
                 }

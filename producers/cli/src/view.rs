@@ -84,50 +84,50 @@ fn value(v: f32) -> String {
 pub fn render(id: u32, state: &TrainingState, width: usize) -> String {
     let width = width.max(40);
     let mut out = String::new();
-    let name = if state.name.is_empty() {
+    let name = if state.name().is_empty() {
         "(unnamed)"
     } else {
-        state.name.as_str()
+        state.name().as_str()
     };
-    let epochs = if state.epochs == 0 {
+    let epochs = if state.epochs() == 0 {
         "?".to_string()
     } else {
-        state.epochs.to_string()
+        state.epochs().to_string()
     };
     let _ = write!(
         out,
         "#{id} {name} · {} · epoch {}/{epochs}",
-        state.status.as_str(),
-        state.epoch + 1
+        state.status().as_str(),
+        state.epoch() + 1
     );
     match state.eta_ms() {
-        Some(eta) if !state.status.is_finished() => {
+        Some(eta) if !state.status().is_finished() => {
             let _ = write!(out, " · ETA {}", duration(eta));
         }
         _ => {}
     }
-    if state.status.is_finished() && !state.reason.is_empty() {
-        let _ = write!(out, " · {}", state.reason);
+    if state.status().is_finished() && !state.reason().is_empty() {
+        let _ = write!(out, " · {}", state.reason());
     }
     out.push('\n');
     let bar_width = (width - 20).min(40);
-    let _ = writeln!(out, "train {}", bar(&state.train, bar_width));
-    let _ = writeln!(out, "valid {}", bar(&state.valid, bar_width));
+    let _ = writeln!(out, "train {}", bar(&state.train(), bar_width));
+    let _ = writeln!(out, "valid {}", bar(&state.valid(), bar_width));
     let name_width = state
-        .metrics
+        .metrics()
         .iter()
         .map(|m| m.chars().count())
         .max()
         .unwrap_or(0);
-    for (i, metric) in state.metrics.iter().enumerate() {
+    for (i, metric) in state.metrics().iter().enumerate() {
         let mut series: Vec<f32> = Vec::new();
         let mut last_row_epoch = None;
         for (epoch, row) in state.history_rows() {
             series.push(row.get(i).copied().unwrap_or(f32::NAN));
             last_row_epoch = Some(epoch);
         }
-        let latest = state.latest.get(i).copied();
-        if let (Some(latest_epoch), Some(v)) = (state.latest_epoch, latest) {
+        let latest = state.latest().get(i).copied();
+        if let (Some(latest_epoch), Some(v)) = (state.latest_epoch(), latest) {
             if last_row_epoch != Some(latest_epoch) {
                 series.push(v);
             }
@@ -137,7 +137,7 @@ pub fn render(id: u32, state: &TrainingState, width: usize) -> String {
             series.drain(..series.len() - spark_room);
         }
         let best = state
-            .best
+            .best()
             .get(i)
             .filter(|b| !b.value.is_nan())
             .map(|b| format!("best {} (e{})", value(b.value), b.epoch + 1))
@@ -149,7 +149,7 @@ pub fn render(id: u32, state: &TrainingState, width: usize) -> String {
             sparkline(&series)
         );
     }
-    if state.status == Status::Stalled {
+    if state.status() == Status::Stalled {
         out.push_str("(nothing arrived from the training for a while)\n");
     }
     out

@@ -209,7 +209,7 @@ pub fn finished(id: u32, seq: u32) -> Frame {
 /// The state of a snapshot frame.
 pub fn snapshot_state(frame: &Frame) -> TrainingState {
     match &frame.action {
-        Action::Snapshot(s) => s.clone(),
+        Action::Snapshot(s) => TrainingState::try_from(s.clone()).expect("a consistent snapshot"),
         other => panic!("expected a snapshot, got {other:?}"),
     }
 }

@@ -234,7 +234,7 @@ pub struct Snapshot {
     pub status: Status,
     /// Why it finished, when it did.
     pub reason: Reason,
-    /// The epoch the latest progress is in, 0-based.
+    /// The current epoch, 0-based: of the latest progress, or of the latest stats when further.
     pub epoch: u32,
     /// The phase of the latest progress.
     pub phase: Phase,

@@ -112,7 +112,8 @@ impl TrainingState {
         &self.s.reason
     }
 
-    /// The epoch the latest progress is in, 0-based.
+    /// The current epoch, 0-based: that of the latest progress, or of the latest
+    /// stats when they are further along (a producer may send only stats).
     pub fn epoch(&self) -> u32 {
         self.s.epoch
     }
@@ -265,12 +266,17 @@ impl TrainingState {
         }
     }
 
-    fn progress(&mut self, p: &Progress) {
-        if p.epoch != self.s.epoch {
-            self.s.epoch = p.epoch;
+    /// Makes `epoch` the current one; the bars start over in a different epoch.
+    fn enter_epoch(&mut self, epoch: u32) {
+        if epoch != self.s.epoch {
+            self.s.epoch = epoch;
             self.s.train.done = 0;
             self.s.valid.done = 0;
         }
+    }
+
+    fn progress(&mut self, p: &Progress) {
+        self.enter_epoch(p.epoch);
         if p.epochs != 0 {
             self.s.epochs = p.epochs;
         }
@@ -288,6 +294,10 @@ impl TrainingState {
     fn stats(&mut self, s: &Stats) -> Result<(), Error> {
         if s.values.len() != self.s.metrics.len() {
             return Err(Error::ApplyMetricsMismatch);
+        }
+        // A producer that sends only stats (no progress) is in the epoch it reports.
+        if s.epoch > self.s.epoch {
+            self.enter_epoch(s.epoch);
         }
         let is_new_epoch = self.s.latest_epoch.is_none_or(|latest| s.epoch > latest);
         if is_new_epoch {

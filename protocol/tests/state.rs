@@ -48,6 +48,31 @@ fn register_then_waiting_then_running() {
 }
 
 #[test]
+fn stats_without_progress_move_the_current_epoch() {
+    // `watchtrain tail`, `send` and `log_epoch` without `track` send only stats.
+    let mut s = TrainingState::new();
+    s.apply(&f(0, register(&["loss"], 5))).unwrap();
+    for e in 0..5 {
+        s.apply(&f(e + 1, stats(e, &[1.0]))).unwrap();
+        assert_eq!(s.epoch(), e, "after the stats of epoch {e}");
+    }
+    // A late stats of an older epoch does not move it back.
+    s.apply(&f(6, stats(2, &[0.5]))).unwrap();
+    assert_eq!(s.epoch(), 4);
+}
+
+#[test]
+fn stats_of_a_later_epoch_reset_the_bars_and_of_the_current_one_keep_them() {
+    let mut s = TrainingState::new();
+    s.apply(&f(0, register(&["loss"], 10))).unwrap();
+    s.apply(&f(1, progress(Phase::Train, 1, 7, 10))).unwrap();
+    s.apply(&f(2, stats(1, &[1.0]))).unwrap();
+    assert_eq!((s.epoch(), s.train()), (1, Bar { done: 7, total: 10 }));
+    s.apply(&f(3, stats(3, &[1.0]))).unwrap();
+    assert_eq!((s.epoch(), s.train()), (3, Bar { done: 0, total: 10 }));
+}
+
+#[test]
 fn progress_of_a_new_epoch_resets_both_bars() {
     let mut s = TrainingState::new();
     s.apply(&f(1, progress(Phase::Train, 0, 10, 10))).unwrap();

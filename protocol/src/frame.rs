@@ -12,7 +12,7 @@ pub type MetricName = String<MAX_METRIC_NAME_LEN>;
 /// The producer-chosen key of a run.
 pub type RunKey = String<MAX_RUN_KEY_LEN>;
 /// The registered metric names, in the order stats values follow.
-pub type Metrics = Vec<MetricName, MAX_METRICS>;
+pub type MetricNames = Vec<MetricName, MAX_METRICS>;
 /// One value per registered metric (NaN and inf are legal).
 pub type Values = Vec<f32, MAX_METRICS>;
 /// A log line.
@@ -68,7 +68,7 @@ pub struct Register {
     pub run_key: RunKey,
     /// Metric names; stats values follow this order. Empty keeps the names a
     /// registration of the same training gave before.
-    pub metrics: Metrics,
+    pub metrics: MetricNames,
     /// Epochs planned, `0` if unknown.
     pub epochs: u32,
     /// Train batches per epoch, `0` if unknown.
@@ -227,7 +227,7 @@ pub struct Snapshot {
     /// Display name.
     pub name: Name,
     /// Registered metric names.
-    pub metrics: Metrics,
+    pub metrics: MetricNames,
     /// Epochs planned, `0` if unknown.
     pub epochs: u32,
     /// Where the training is in its life.
@@ -265,7 +265,7 @@ impl Default for Snapshot {
     fn default() -> Self {
         Snapshot {
             name: Name::new(),
-            metrics: Metrics::new(),
+            metrics: MetricNames::new(),
             epochs: 0,
             status: Status::Waiting,
             reason: Reason::new(),

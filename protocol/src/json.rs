@@ -39,7 +39,7 @@ pub enum LegacyMessage {
         /// The training.
         training_id: Option<u32>,
         /// Metric names, learned from the payload's keys.
-        metrics: Metrics,
+        metrics: MetricNames,
         /// The values.
         stats: Stats,
     },
@@ -285,7 +285,7 @@ struct StatsPayload {
     training_id: Option<u32>,
     epoch: Option<u32>,
     duration_ms: u32,
-    metrics: Metrics,
+    metrics: MetricNames,
     values: Values,
 }
 
@@ -468,7 +468,7 @@ impl Serialize for ProgressOut<'_> {
 struct StatsOut<'a> {
     id: u32,
     stats: &'a Stats,
-    metrics: &'a Metrics,
+    metrics: &'a MetricNames,
 }
 
 impl Serialize for StatsOut<'_> {

@@ -15,7 +15,7 @@
 //! use watchtrain_protocol::*;
 //!
 //! // Producer side.
-//! let metrics: Metrics = ["train_loss", "valid_loss", "accuracy"].iter().map(|m| truncated(m)).collect();
+//! let metrics: MetricNames = ["train_loss", "valid_loss", "accuracy"].iter().map(|m| truncated(m)).collect();
 //! let register = Frame { training_id: 1, seq: 0, action: Action::Register(Register {
 //!     name: truncated("resnet18 pets"), metrics, epochs: 10, ..Default::default() }) };
 //! let stats = Frame { training_id: 1, seq: 1, action: Action::Stats(Stats {
@@ -42,6 +42,7 @@
 
 mod codec;
 mod error;
+pub mod format;
 mod frame;
 pub mod json;
 pub mod limits;
@@ -49,8 +50,9 @@ mod state;
 
 pub use error::Error;
 pub use frame::{
-    truncated, Ack, Action, Bar, Best, Finished, Frame, Level, Log, LogText, MetricName, Metrics,
-    Name, Outcome, Phase, Progress, Reason, Register, RunKey, Snapshot, Stats, Status, Values,
+    truncated, Ack, Action, Bar, Best, Finished, Frame, Level, Log, LogText, MetricName,
+    MetricNames, Name, Outcome, Phase, Progress, Reason, Register, RunKey, Snapshot, Stats, Status,
+    Values,
 };
 pub use limits::{
     FORMAT_VERSION, HISTORY_VALUES, MAX_FRAME_LEN, MAX_LEGACY_JSON_LEN, MAX_LOG_LEN, MAX_METRICS,

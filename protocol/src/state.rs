@@ -12,8 +12,8 @@
 //! row of NaN: a gap, not a made-up value.
 
 use crate::frame::{
-    Action, Bar, Best, Frame, Metrics, Name, Outcome, Phase, Progress, Reason, Register, Snapshot,
-    Stats, Status, Values,
+    Action, Bar, Best, Frame, MetricNames, Name, Outcome, Phase, Progress, Reason, Register,
+    Snapshot, Stats, Status, Values,
 };
 use crate::Error;
 
@@ -93,7 +93,7 @@ impl TrainingState {
     }
 
     /// Registered metric names; stats values follow this order.
-    pub fn metrics(&self) -> &Metrics {
+    pub fn metrics(&self) -> &MetricNames {
         &self.s.metrics
     }
 

@@ -17,7 +17,7 @@ fn any_f32() -> impl Strategy<Value = f32> {
     ]
 }
 
-fn metrics() -> impl Strategy<Value = Metrics> {
+fn metrics() -> impl Strategy<Value = MetricNames> {
     prop::collection::vec(text::<MAX_METRIC_NAME_LEN>(), 0..=MAX_METRICS)
         .prop_map(|v| v.into_iter().collect())
 }

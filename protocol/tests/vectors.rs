@@ -97,7 +97,7 @@ fn meaning(f: &Frame) -> Value {
     m
 }
 
-fn names(list: &[&str]) -> Metrics {
+fn names(list: &[&str]) -> MetricNames {
     list.iter().map(|n| truncated(n)).collect()
 }
 

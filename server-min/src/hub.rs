@@ -9,7 +9,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::body::Bytes;
 use tokio::sync::{broadcast, watch};
 use watchtrain_protocol::json::{self, LegacyMessage};
-use watchtrain_protocol::*;
+use watchtrain_protocol::{
+    truncated, Action, Applied, Error, Frame, Phase, Progress, Register, Stats, Status,
+    TrainingState, MAX_LEGACY_JSON_LEN,
+};
 
 use crate::config::Config;
 use crate::error::{Reason, Rejection};
@@ -76,7 +79,7 @@ struct Inner {
 
 /// Prometheus counters and gauges.
 #[derive(Default)]
-pub struct Metrics {
+pub struct Counters {
     /// Binary WebSocket producers connected.
     pub producers: AtomicI64,
     /// Legacy JSON producers connected.
@@ -97,7 +100,7 @@ pub struct Metrics {
     pub rejected: [AtomicU64; Reason::ALL.len()],
 }
 
-impl Metrics {
+impl Counters {
     /// Counts a rejection.
     pub fn reject(&self, reason: Reason) {
         self.rejected[reason as usize].fetch_add(1, Ordering::Relaxed);
@@ -161,7 +164,7 @@ pub struct Hub {
     /// The persistence thread.
     pub store: Store,
     /// Counters for `/metrics`.
-    pub metrics: Metrics,
+    pub metrics: Counters,
     /// Trainings and indexes.
     inner: Mutex<Inner>,
     /// The training `/v1/watch` follows: the latest registered.
@@ -233,7 +236,7 @@ impl Hub {
         let (legacy_tx, _) = broadcast::channel(config.consumer_queue.max(1));
         Hub {
             store,
-            metrics: Metrics::default(),
+            metrics: Counters::default(),
             inner: Mutex::new(Inner {
                 trainings,
                 by_key,

@@ -42,7 +42,7 @@ use crate::theme::{Screen, Theme};
 pub const MAX_NAN_MARKS: usize = 8;
 
 /// Sizes that depend on the screen.
-struct Metrics {
+struct Sizes {
     title: Font,
     label: Font,
     small: Font,
@@ -55,11 +55,11 @@ struct Metrics {
     batch_bar_height: i32,
 }
 
-impl Metrics {
-    fn for_screen(w: i32, h: i32) -> Metrics {
+impl Sizes {
+    fn for_screen(w: i32, h: i32) -> Sizes {
         let desktop = w >= 600 && h >= 400;
         let big = w >= 280 && h >= 220;
-        Metrics {
+        Sizes {
             title: if desktop {
                 Font::Large
             } else if big {
@@ -93,7 +93,7 @@ impl Metrics {
 pub fn layout(state: &TrainingState, screen: Screen, theme: &Theme) -> Scene {
     let screen = screen.clamped();
     let (w, h) = (screen.width as i32, screen.height as i32);
-    let m = Metrics::for_screen(w, h);
+    let m = Sizes::for_screen(w, h);
     let mut scene = Scene::new(screen);
     scene.rect(
         Point::zero(),
@@ -401,7 +401,7 @@ pub fn primary_metric(state: &TrainingState) -> Option<usize> {
         .or(if names.is_empty() { None } else { Some(0) })
 }
 
-fn draw_chart(scene: &mut Scene, state: &TrainingState, theme: &Theme, m: &Metrics, c: &Chart) {
+fn draw_chart(scene: &mut Scene, state: &TrainingState, theme: &Theme, m: &Sizes, c: &Chart) {
     if c.y1 - c.y0 < 8 || c.x1 - c.x0 < 8 {
         return;
     }
@@ -565,7 +565,7 @@ fn legend(
     scene: &mut Scene,
     state: &TrainingState,
     theme: &Theme,
-    m: &Metrics,
+    m: &Sizes,
     top: i32,
     cols: i32,
     row_h: i32,

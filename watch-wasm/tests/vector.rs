@@ -188,7 +188,7 @@ fn layout_never_panics_and_the_worst_case_fits_four_messages() {
     for round in 0..60 {
         let mut state = TrainingState::new();
         let n = 1 + rng.next() as usize % MAX_METRICS;
-        let metrics: Metrics = (0..n)
+        let metrics: MetricNames = (0..n)
             .map(|i| truncated(&format!("metric_{i}_{}_loss_with_a_long_name", rng.next())))
             .collect();
         let epochs = rng.next() % 400;

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tungstenite::Message;
-use watchtrain_protocol::{truncated, Action, Frame, Metrics, Register, Stats, TrainingState};
+use watchtrain_protocol::{truncated, Action, Frame, MetricNames, Register, Stats, TrainingState};
 
 use producer::{Endpoint, Producer};
 use tail::{Follower, Format, Table};
@@ -48,7 +48,7 @@ pub struct TailOptions {
     pub format: Option<Format>,
 }
 
-fn metrics_of(names: &[String]) -> Metrics {
+fn metrics_of(names: &[String]) -> MetricNames {
     names.iter().map(|n| truncated(n)).collect()
 }
 

@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use watchtrain_protocol::format::{duration, value};
 use watchtrain_protocol::{Bar, Status, TrainingState};
 
 const BLOCKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
@@ -54,30 +55,6 @@ pub fn bar(bar: &Bar, width: usize) -> String {
         bar.done,
         total
     )
-}
-
-/// `1h 02m`, `3m 07s`, `12s`.
-pub fn duration(ms: u64) -> String {
-    let s = ms / 1000;
-    if s >= 3600 {
-        format!("{}h {:02}m", s / 3600, s % 3600 / 60)
-    } else if s >= 60 {
-        format!("{}m {:02}s", s / 60, s % 60)
-    } else {
-        format!("{s}s")
-    }
-}
-
-fn value(v: f32) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "inf" } else { "-inf" }.into()
-    } else if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e5) {
-        format!("{v:.3e}")
-    } else {
-        format!("{v:.4}")
-    }
 }
 
 /// The whole view of `state` (training `id`), `width` columns wide.
@@ -142,7 +119,7 @@ pub fn render(id: u32, state: &TrainingState, width: usize) -> String {
             .filter(|b| !b.value.is_nan())
             .map(|b| format!("best {} (e{})", value(b.value), b.epoch + 1))
             .unwrap_or_default();
-        let latest = latest.map(value).unwrap_or_else(|| "-".into());
+        let latest = latest.map_or_else(|| "-".to_string(), |v| value(v).to_string());
         let _ = writeln!(
             out,
             "{metric:<name_width$}  {latest:>10}  {best:<20} {}",

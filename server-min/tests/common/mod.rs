@@ -121,7 +121,7 @@ pub async fn recv_until(
     }
 }
 
-pub fn metrics(names: &[&str]) -> Metrics {
+pub fn metrics(names: &[&str]) -> MetricNames {
     names.iter().map(|m| truncated(m)).collect()
 }
 

@@ -69,10 +69,16 @@ pub async fn run(
     tracing::info!(
         db = %config.db.display(),
         trainings = opened.trainings.len(),
+        unreadable = opened.unreadable.len(),
         tls = tls.is_some(),
         "relay starting"
     );
-    let hub = Arc::new(Hub::new(config, opened.store, opened.trainings));
+    let hub = Arc::new(Hub::new(
+        config,
+        opened.store,
+        opened.trainings,
+        &opened.unreadable,
+    ));
     let tick_every =
         (hub.config.stall_after / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
     let ticker = tokio::spawn({

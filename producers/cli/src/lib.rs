@@ -28,8 +28,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tungstenite::Message;
+use watchtrain_protocol::format::value;
 use watchtrain_protocol::{
-    truncated, Action, Frame, Metrics, Register, Stats, Status, TrainingState,
+    truncated, Action, Frame, MetricNames, Register, Stats, Status, TrainingState,
 };
 
 pub use error::{exit, Error};
@@ -56,7 +57,7 @@ pub struct TailOptions {
     pub format: Option<Format>,
 }
 
-fn metrics_of(names: &[String]) -> Metrics {
+fn metrics_of(names: &[String]) -> MetricNames {
     names.iter().map(|n| truncated(n)).collect()
 }
 
@@ -67,7 +68,7 @@ fn epoch_line(table: &Table, epoch: u32) -> String {
         .metrics
         .iter()
         .zip(values)
-        .map(|(m, v)| format!("{m}={}", view::value(v)))
+        .map(|(m, v)| format!("{m}={}", value(v)))
         .collect();
     format!("epoch {epoch}: {}", pairs.join(" "))
 }
@@ -351,8 +352,10 @@ fn watch_once(
         if let Some(Message::Binary(data)) = connection.read()? {
             if let Ok(frame) = Frame::decode(&data) {
                 if let Action::Snapshot(s) = &frame.action {
-                    state = Some((frame.training_id, s.clone()));
-                    dirty = true;
+                    if let Ok(s) = TrainingState::try_from(s.clone()) {
+                        state = Some((frame.training_id, s));
+                        dirty = true;
+                    }
                 } else if let Some((id, s)) = &mut state {
                     dirty |= *id == frame.training_id && s.apply(&frame).is_ok();
                 }
@@ -372,7 +375,7 @@ fn watch_once(
                 draw(out, *id, s, options).map_err(Error::Output)?;
                 last_draw = Instant::now();
                 dirty = false;
-                if options.once || (options.until_finished && s.status.is_finished()) {
+                if options.once || (options.until_finished && s.status().is_finished()) {
                     connection.close(Duration::from_millis(200));
                     return Ok(());
                 }

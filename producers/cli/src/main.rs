@@ -18,11 +18,14 @@ use watchtrain_protocol::{
     name = "watchtrain",
     version,
     about = "Stream a training to a Watchtrain relay, or watch one.",
-    after_help = "Exit codes: 0 done; 1 other failure (log unreadable, nothing to watch); \
-2 usage or configuration (bad argument, malformed relay URL, unusable --ca file); \
-3 relay unreachable, connection lost, or not acknowledged within --timeout; \
-4 refused by the relay (missing or wrong token, rejected frame; its reason is printed); \
-5 TLS failure (certificate not trusted: see --ca)."
+    after_help = "Exit codes:
+  0  done
+  1  other failure (log file unreadable, nothing to watch)
+  2  usage or configuration (bad argument, malformed relay URL, unusable --ca file)
+  3  relay unreachable, connection lost, or not acknowledged within --timeout
+  4  refused (missing or wrong token, rejected frame: the relay's reason is printed;
+     stats or progress for a finished training)
+  5  TLS failure (certificate not trusted: see --ca)"
 )]
 struct Cli {
     /// The relay: http://host:port (or https://, ws://, wss://, or host:port), a path prefix allowed.
@@ -31,7 +34,7 @@ struct Cli {
     /// The relay's token, if it has one (sent as `Authorization: Bearer`).
     #[arg(long, global = true, env = "WATCHTRAIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// PEM certificates to trust for an https:// relay (default: SSL_CERT_FILE, else the system's).
+    /// PEM certificates to trust for an https:// relay (default: SSL_CERT_FILE, else Mozilla's roots built in).
     #[arg(long, global = true, env = "WATCHTRAIN_CA")]
     ca: Option<PathBuf>,
     /// Seconds to wait for the relay: to connect, and for `send` to be acknowledged.

@@ -447,3 +447,14 @@ def test_a_frame_is_delivered_only_when_acknowledged():
     assert not run.close(), "written to the socket is not delivered: only an Ack is"
     thread.join(10)
     server.close()
+
+
+def test_adapters_name_a_run_from_the_environment_before_the_model(monkeypatch):
+    from watchtrain._adapter import make_run
+
+    monkeypatch.setenv("WATCHTRAIN_NAME", "sweep 3")
+    assert make_run("off", None, None, "LitModel")._register.name == "sweep 3"
+    assert make_run("off", None, "explicit", "LitModel")._register.name == "explicit"
+    monkeypatch.delenv("WATCHTRAIN_NAME")
+    assert make_run("off", None, None, "LitModel")._register.name == "LitModel"
+    assert not make_run("http://127.0.0.1:1", None, None, "x", primary=False).enabled

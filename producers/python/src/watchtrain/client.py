@@ -376,7 +376,7 @@ class Run:
         _live_runs.discard(self)
         left = len(self._pending)
         if left and self.enabled:
-            why = f" ({self._refused})" if self._refused else ""
+            why = " (refused: see the error above)" if self._refused else ""
             log.warning("watchtrain: %d frame(s) not delivered to %s%s", left, self.url, why)
         return left == 0
 

@@ -640,6 +640,7 @@ async fn metrics(State(hub): State<AppState>) -> Response {
         "# HELP watchtrain_trainings Trainings held.\n# TYPE watchtrain_trainings gauge\nwatchtrain_trainings {}",
         hub.training_count()
     );
+    hub.outlet.counters.prometheus(&mut out);
     (
         [(
             header::CONTENT_TYPE,

@@ -882,31 +882,54 @@ mod tests {
 
     #[test]
     fn events_come_from_status_changes_and_bad_values() {
-        let s = state("x", &["loss"], 3, &[&[1.0]]);
-        let mut done = s.clone();
-        done.status = Status::Completed;
-        assert_eq!(
-            Happening::of(Status::Running, &Action::Heartbeat, &done),
-            Some(Happening::Finished)
-        );
-        let mut back = s.clone();
-        back.status = Status::Running;
-        assert_eq!(
-            Happening::of(Status::Stalled, &Action::Heartbeat, &back),
-            Some(Happening::Resumed)
-        );
-        assert_eq!(
-            Happening::of(Status::Running, &Action::Heartbeat, &back),
-            None
-        );
+        let running = state("x", &["loss"], 3, &[&[1.0]]);
+        let after = |action: Action| {
+            let mut s = running.clone();
+            s.apply(&Frame {
+                training_id: 1,
+                seq: 0,
+                action: action.clone(),
+            })
+            .unwrap();
+            Happening::of(running.status, &action, &s)
+        };
+        let done = Finished {
+            outcome: Outcome::Completed,
+            reason: truncated(""),
+        };
+        assert_eq!(after(Action::Finished(done)), Some(Happening::Finished));
+        let crash = Finished {
+            outcome: Outcome::Failed,
+            reason: truncated("oom"),
+        };
+        assert_eq!(after(Action::Finished(crash)), Some(Happening::Failed));
+        assert_eq!(after(Action::Stalled), Some(Happening::Stalled));
+        assert_eq!(after(Action::Heartbeat), None);
+        let inf = Values::from_slice(&[f32::INFINITY]).unwrap();
         let nan = Action::Stats(Stats {
             epoch: 1,
             duration_ms: 0,
-            values: Values::from_slice(&[f32::INFINITY]).unwrap(),
+            values: inf,
         });
+        assert_eq!(after(nan), Some(Happening::Nan));
+        let mut stalled = running.clone();
+        stalled
+            .apply(&Frame {
+                training_id: 1,
+                seq: 0,
+                action: Action::Stalled,
+            })
+            .unwrap();
+        let mut back = stalled.clone();
+        back.apply(&Frame {
+            training_id: 1,
+            seq: 0,
+            action: Action::Heartbeat,
+        })
+        .unwrap();
         assert_eq!(
-            Happening::of(Status::Running, &nan, &back),
-            Some(Happening::Nan)
+            Happening::of(stalled.status, &Action::Heartbeat, &back),
+            Some(Happening::Resumed)
         );
     }
 

@@ -135,6 +135,11 @@ impl Mosquitto {
     /// means a Unix socket) nor report a port it picked, so a random high port is
     /// tried, and another one when that one is taken (the broker then exits).
     pub async fn start(dir: &Path) -> Mosquitto {
+        Mosquitto::start_with(dir, "").await
+    }
+
+    /// [`Mosquitto::start`] with more lines for its listener (e.g. TLS files).
+    pub async fn start_with(dir: &Path, listener: &str) -> Mosquitto {
         for attempt in 0u64..20 {
             let seed = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -143,7 +148,7 @@ impl Mosquitto {
                 ^ u64::from(std::process::id()).wrapping_mul(7919)
                 ^ attempt.wrapping_mul(104_729);
             let port = 20_000 + (seed % 40_000) as u16;
-            if let Some(broker) = Mosquitto::start_on(dir, port).await {
+            if let Some(broker) = Mosquitto::start_on(dir, port, listener).await {
                 return broker;
             }
         }
@@ -151,12 +156,15 @@ impl Mosquitto {
     }
 
     /// Starts a broker on `port`; `None` when the port is taken.
-    pub async fn start_on(dir: &Path, port: u16) -> Option<Mosquitto> {
+    pub async fn start_on(dir: &Path, port: u16, listener: &str) -> Option<Mosquitto> {
         let conf = dir.join(format!("mosquitto-{port}.conf"));
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{listener}\n\
+                 log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n{}",
+                // As root, Mosquitto would become user `mosquitto`, who cannot read the test's files.
+                if is_root() { "user root\n" } else { "" }
             ),
         )
         .unwrap();
@@ -215,6 +223,17 @@ impl Mosquitto {
         self.child.kill().await.unwrap();
         (self.dir.clone(), self.port)
     }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .map(|v| v.split_whitespace().next() == Some("0"))
+        })
+        .unwrap_or(false)
 }
 
 /// A real MQTT client subscribed to `filter`, collecting what it gets.

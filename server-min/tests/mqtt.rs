@@ -8,7 +8,7 @@ mod outbound;
 use std::time::Duration;
 
 use common::*;
-use outbound::{Mosquitto, Subscriber};
+use outbound::{metric, wait_metrics, Mosquitto, Subscriber};
 use serde_json::Value;
 use watchtrain_relay::Config;
 
@@ -197,8 +197,7 @@ async fn the_relay_works_with_the_broker_down_and_republishes_after_a_restart() 
         |_| true,
     )
     .await;
-    let (_, metrics) = http(relay.addr, "GET", "/metrics", &[], b"").await;
-    assert!(metrics.contains("watchtrain_mqtt_connected 1"), "{metrics}");
+    wait_metrics(relay.addr, |m| metric(m, "watchtrain_mqtt_connected") == 1).await;
     relay.stop().await;
     sub.stop().await;
 }
@@ -236,19 +235,17 @@ async fn mqtts_with_a_private_ca_and_a_password() {
         cert.display()
     );
     let relay = Relay::start(config(url)).await;
-    let deadline = tokio::time::Instant::now() + outbound::WAIT;
-    loop {
-        let (_, metrics) = http(relay.addr, "GET", "/metrics", &[], b"").await;
-        if metrics.contains("watchtrain_mqtt_connected 1") {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no TLS connection: {}",
-            tls_broker.log.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let log = tls_broker.log.clone();
+    let connected = tokio::time::timeout(
+        outbound::WAIT,
+        wait_metrics(relay.addr, |m| metric(m, "watchtrain_mqtt_connected") == 1),
+    )
+    .await;
+    assert!(
+        connected.is_ok(),
+        "no TLS connection: {}",
+        log.lock().unwrap()
+    );
     // A wrong password is refused by the broker: the bridge stays disconnected, the relay serves on.
     let wrong = format!(
         "mqtts://lab:wrong@127.0.0.1:{}/secure?ca={}",

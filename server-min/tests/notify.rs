@@ -8,7 +8,7 @@ mod outbound;
 use std::time::{Duration, Instant};
 
 use common::*;
-use outbound::{Mosquitto, Receiver};
+use outbound::{metric, wait_metrics, Mosquitto, Receiver};
 use watchtrain_protocol::*;
 use watchtrain_relay::Config;
 
@@ -108,6 +108,14 @@ async fn ntfy_and_webhook_get_the_documented_requests() {
     relay.stop().await;
 }
 
+/// The `event` of every webhook request until `quiet` passes without one.
+async fn events(receiver: &mut Receiver, quiet: Duration) -> Vec<String> {
+    let got = receiver.drain(quiet).await;
+    got.iter()
+        .map(|g| g.json()["event"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
 #[tokio::test]
 async fn each_event_is_told_once_per_training_also_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -131,12 +139,7 @@ async fn each_event_is_told_once_per_training_also_after_a_restart() {
         seq += 1;
         tokio::time::sleep(Duration::from_millis(900)).await;
     }
-    let got: Vec<String> = receiver
-        .drain(Duration::from_millis(700))
-        .await
-        .iter()
-        .map(|g| g.json()["event"].as_str().unwrap().to_owned())
-        .collect();
+    let got = events(&mut receiver, Duration::from_millis(700)).await;
     assert_eq!(got, ["resumed"]);
     // Running again when the relay stops; after the restart it stalls again: not told again.
     send_frame(&mut producer, &progress(id, seq, 1, 2)).await;
@@ -166,12 +169,7 @@ async fn each_event_is_told_once_per_training_also_after_a_restart() {
     .await;
     send_frame(&mut producer, &finished(id, seq)).await;
     wait_ack(&mut producer, seq).await;
-    let got: Vec<String> = receiver
-        .drain(Duration::from_millis(900))
-        .await
-        .iter()
-        .map(|g| g.json()["event"].as_str().unwrap().to_owned())
-        .collect();
+    let got = events(&mut receiver, Duration::from_millis(900)).await;
     assert_eq!(
         got,
         ["finished"],
@@ -273,20 +271,10 @@ async fn hanging_down_and_failing_receivers_do_not_slow_the_relay() {
     tokio::time::timeout(Duration::from_secs(30), fails)
         .await
         .expect("four tries of the first notification");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, metrics) = http(busy.addr, "GET", "/metrics", &[], b"").await;
-        let given_up: u64 = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("watchtrain_notifications_given_up_total "))
-            .and_then(|v| v.parse().ok())
-            .unwrap();
-        if given_up >= 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "nothing given up: {metrics}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_metrics(busy.addr, |m| {
+        metric(m, "watchtrain_notifications_given_up_total") >= 2
+    })
+    .await;
     quiet.stop().await;
     busy.stop().await;
 }

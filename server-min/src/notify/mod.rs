@@ -146,10 +146,10 @@ pub struct Counters {
 }
 
 impl Counters {
-    /// The counters as Prometheus text.
-    pub fn prometheus(&self, out: &mut String) {
+    /// The counters as Prometheus (name, help, value), for `/metrics`'s list of counters.
+    pub fn totals(&self) -> [(&'static str, &'static str, u64); 5] {
         let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        for (name, help, v) in [
+        [
             (
                 "watchtrain_notifications_sent_total",
                 "Notifications (--notify) a receiver accepted.",
@@ -175,12 +175,11 @@ impl Counters {
                 "MQTT messages (--mqtt) dropped while the broker could not take them.",
                 c(&self.mqtt_dropped),
             ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
-        }
+        ]
+    }
+
+    /// The bridge's connection gauge as Prometheus text.
+    pub fn write_gauges(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "# HELP watchtrain_mqtt_connected 1 while the MQTT bridge is connected.\n# TYPE watchtrain_mqtt_connected gauge\nwatchtrain_mqtt_connected {}",

@@ -121,6 +121,29 @@ async fn record(
     }
 }
 
+/// Waits until the relay's `/metrics` text satisfies `pred`; fails with the text after [`WAIT`].
+pub async fn wait_metrics(relay: SocketAddr, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, text) = crate::common::http(relay, "GET", "/metrics", &[], b"").await;
+        if pred(&text) {
+            return text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "metrics never matched: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The value of a metric without labels in `/metrics` text.
+pub fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
 /// A Mosquitto broker process on a loopback port, killed when dropped.
 pub struct Mosquitto {
     pub port: u16,

@@ -320,3 +320,74 @@ async fn bad_urls_stop_the_relay_with_a_reason_and_no_secret() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn the_binary_reads_the_variable_and_the_file_and_logs_no_secret() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let mut receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notify-urls");
+    let secret_url = format!(
+        "http://user:hunter2@{}/fail/secret-path-from-file?events=finished",
+        receiver.addr
+    );
+    std::fs::write(&file, format!("# a comment\n\n{secret_url}\n")).unwrap();
+    let from_env = format!(
+        "{} {}",
+        receiver.url("http", "/hook/env-one?events=finished"),
+        receiver.url("ntfy+http", "/ntfy/env-two?events=finished")
+    );
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_watchtrain-relay"))
+        .args(["--listen", "127.0.0.1:0", "--db", ":memory:", "--demo"])
+        .args(["--demo-speed", "2000", "--notify-timeout", "200ms"])
+        .arg("--notify-file")
+        .arg(&file)
+        .env("WATCHTRAIN_NOTIFY", from_env)
+        .env("RUST_LOG", "watchtrain_relay=debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Read the log as it comes, so a full pipe never blocks the relay.
+    let mut stderr = child.stderr.take().unwrap();
+    let log = tokio::spawn(async move {
+        let mut log = String::new();
+        let _ = stderr.read_to_string(&mut log).await;
+        log
+    });
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = stdout.next_line().await.unwrap().unwrap();
+    assert!(
+        first.starts_with("watchtrain-relay listening on"),
+        "{first}"
+    );
+
+    let one = receiver.next("/hook/env-one").await;
+    assert_eq!(one.json()["event"], "finished");
+    let two = receiver.next("/ntfy/env-two").await;
+    assert!(
+        two.body.starts_with("demo run 1 (simulated) finished"),
+        "{}",
+        two.body
+    );
+    let three = receiver.next("/fail/secret-path-from-file").await;
+    assert_eq!(three.header("authorization"), "Basic dXNlcjpodW50ZXIy");
+    // It answers 500: the relay retries, fails, gives up, and logs all that.
+    for _ in 0..3 {
+        receiver.next("/fail/").await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    child.start_kill().unwrap();
+    let log = log.await.unwrap();
+    assert!(log.contains("notification given up"), "{log}");
+    for secret in [
+        "hunter2",
+        "secret-path-from-file",
+        "env-one",
+        "env-two",
+        "dXNlcjpodW50ZXIy",
+    ] {
+        assert!(!log.contains(secret), "`{secret}` in the log:\n{log}");
+    }
+}

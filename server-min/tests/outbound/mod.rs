@@ -48,6 +48,8 @@ impl Got {
 pub struct Receiver {
     pub addr: SocketAddr,
     got: mpsc::UnboundedReceiver<Got>,
+    /// Requests that arrived while another path was awaited, oldest first.
+    held: Vec<Got>,
 }
 
 impl Receiver {
@@ -57,15 +59,22 @@ impl Receiver {
         let (tx, got) = mpsc::unbounded_channel();
         let app = Router::new().fallback(record).with_state(tx);
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Receiver { addr, got }
+        Receiver {
+            addr,
+            got,
+            held: Vec::new(),
+        }
     }
 
     pub fn url(&self, scheme: &str, path: &str) -> String {
         format!("{scheme}://{}{path}", self.addr)
     }
 
-    /// The next request whose path starts with `prefix` (others are skipped).
+    /// The next request whose path starts with `prefix` (others are kept for later calls).
     pub async fn next(&mut self, prefix: &str) -> Got {
+        if let Some(i) = self.held.iter().position(|g| g.path.starts_with(prefix)) {
+            return self.held.remove(i);
+        }
         loop {
             let got = tokio::time::timeout(WAIT, self.got.recv())
                 .await
@@ -74,12 +83,13 @@ impl Receiver {
             if got.path.starts_with(prefix) {
                 return got;
             }
+            self.held.push(got);
         }
     }
 
-    /// Every request that arrives within `quiet` of the previous one.
+    /// Every request held, and those that arrive within `quiet` of the previous one.
     pub async fn drain(&mut self, quiet: Duration) -> Vec<Got> {
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.held);
         while let Ok(Some(got)) = tokio::time::timeout(quiet, self.got.recv()).await {
             out.push(got);
         }

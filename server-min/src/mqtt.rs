@@ -494,7 +494,6 @@ fn discovery(broker: &Broker, f: &Facts) -> Vec<(String, Value)> {
             let mut config = json!({
                 "name": name,
                 "unique_id": format!("{node}_{key}"),
-                "object_id": format!("{node}_{key}"),
                 "state_topic": state_topic,
                 "value_template": template,
                 "availability_topic": broker.status_topic(),

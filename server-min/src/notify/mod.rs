@@ -99,16 +99,15 @@ impl Happening {
                 Status::Completed | Status::Cancelled => return Some(Happening::Finished),
                 Status::Failed => return Some(Happening::Failed),
                 Status::Stalled => return Some(Happening::Stalled),
-                Status::Running | Status::Waiting if before == Status::Stalled => {
-                    return Some(Happening::Resumed)
-                }
                 _ => {}
             }
         }
-        match action {
-            Action::Stats(s) if s.values.iter().any(|v| !v.is_finite()) => Some(Happening::Nan),
-            _ => None,
+        // NaN first: a stalled training that comes back with NaN went NaN, above all.
+        if matches!(action, Action::Stats(s) if s.values.iter().any(|v| !v.is_finite())) {
+            return Some(Happening::Nan);
         }
+        (before == Status::Stalled && matches!(after, Status::Running | Status::Waiting))
+            .then_some(Happening::Resumed)
     }
 }
 

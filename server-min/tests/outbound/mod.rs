@@ -201,7 +201,12 @@ impl Mosquitto {
             ),
         )
         .unwrap();
-        let mut child = Command::new("mosquitto")
+        // Debian puts it in /usr/sbin, which a user's PATH may lack.
+        let program = ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or("mosquitto");
+        let mut child = Command::new(program)
             .arg("-c")
             .arg(&conf)
             .stdout(Stdio::null())

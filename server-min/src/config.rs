@@ -125,30 +125,13 @@ pub struct Config {
 impl Default for Config {
     /// The defaults of `--help`, ignoring the environment's `WATCHTRAIN_...` variables.
     fn default() -> Self {
-        Config {
-            listen: "0.0.0.0:8555".into(),
-            db: default_db(),
-            keep_trainings: 50,
-            stall_after: Duration::from_secs(300),
-            token: None,
-            consumer_token: None,
-            tls_cert: None,
-            tls_key: None,
-            max_frame_bytes: 4096,
-            max_trainings: 200,
-            max_consumers: 256,
-            max_fps: 1000,
-            consumer_queue: 256,
-            ping_interval: Duration::from_secs(20),
-            legacy_register_delay: Duration::from_millis(20),
-            demo: false,
-            demo_speed: 1.0,
-            notify: Vec::new(),
-            notify_file: None,
-            notify_timeout: Duration::from_secs(10),
-            mqtt: None,
-            public_url: None,
-        }
+        use clap::{CommandFactory, FromArgMatches};
+        // Clap's own defaults, so that they are written once (in the attributes above).
+        let command = Config::command().mut_args(|arg| arg.env(None));
+        let matches = command.try_get_matches_from(["watchtrain-relay"]);
+        matches
+            .and_then(|m| Config::from_arg_matches(&m))
+            .expect("the defaults parse (tested by flag_defaults_match_default)")
     }
 }
 

@@ -72,11 +72,17 @@ pub async fn run(
     tracing::info!(
         db = %config.db.display(),
         trainings = opened.trainings.len(),
+        unreadable = opened.unreadable.len(),
         tls = tls.is_some(),
         "relay starting"
     );
     let listening = listener.local_addr()?;
-    let hub = Arc::new(Hub::new(config, opened.store, opened.trainings));
+    let hub = Arc::new(Hub::new(
+        config,
+        opened.store,
+        opened.trainings,
+        &opened.unreadable,
+    ));
     let outbound = outbound.start(&hub, listening, tls.is_some())?;
     let tick_every =
         (hub.config.stall_after / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));

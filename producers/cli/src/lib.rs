@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tungstenite::Message;
-use watchtrain_protocol::{truncated, Action, Frame, Metrics, Register, Stats, TrainingState};
+use watchtrain_protocol::{truncated, Action, Frame, MetricNames, Register, Stats, TrainingState};
 
 use producer::{Endpoint, Producer};
 use tail::{Follower, Format, Table};
@@ -48,7 +48,7 @@ pub struct TailOptions {
     pub format: Option<Format>,
 }
 
-fn metrics_of(names: &[String]) -> Metrics {
+fn metrics_of(names: &[String]) -> MetricNames {
     names.iter().map(|n| truncated(n)).collect()
 }
 
@@ -242,8 +242,10 @@ fn watch_once(
             Some(Message::Binary(data)) => {
                 if let Ok(frame) = Frame::decode(&data) {
                     if let Action::Snapshot(s) = &frame.action {
-                        state = Some((frame.training_id, s.clone()));
-                        dirty = true;
+                        if let Ok(s) = TrainingState::try_from(s.clone()) {
+                            state = Some((frame.training_id, s));
+                            dirty = true;
+                        }
                     } else if let Some((id, s)) = &mut state {
                         dirty |= *id == frame.training_id && s.apply(&frame).is_ok();
                     }
@@ -265,7 +267,7 @@ fn watch_once(
                 out.flush().map_err(|e| e.to_string())?;
                 last_draw = Instant::now();
                 dirty = false;
-                if options.once || (options.until_finished && s.status.is_finished()) {
+                if options.once || (options.until_finished && s.status().is_finished()) {
                     let _ = ws.close(None);
                     return Ok(());
                 }

@@ -10,7 +10,7 @@ use watchtrain_cli::producer::{Endpoint, DEFAULT_URL};
 use watchtrain_cli::tail::Format;
 use watchtrain_cli::{run_send, run_tail, run_watch, TailOptions, WatchOptions};
 use watchtrain_protocol::{
-    truncated, Action, Finished, Level, Log, Metrics, Outcome, Phase, Progress, Register, Stats,
+    truncated, Action, Finished, Level, Log, MetricNames, Outcome, Phase, Progress, Register, Stats,
 };
 
 #[derive(Parser)]
@@ -337,7 +337,10 @@ fn send(
     let register = Register {
         name: truncated(&name),
         run_key: truncated(&run_key.unwrap_or_else(|| format!("cli:{name}"))),
-        metrics: metrics.iter().map(|m| truncated(m)).collect::<Metrics>(),
+        metrics: metrics
+            .iter()
+            .map(|m| truncated(m))
+            .collect::<MetricNames>(),
         epochs,
         batches: 0,
     };

@@ -93,7 +93,7 @@ impl Happening {
 
     /// What a frame that took a training from `before` to `state` means, if anything.
     fn of(before: Status, action: &Action, state: &TrainingState) -> Option<Happening> {
-        let after = state.status;
+        let after = state.status();
         if after != before {
             match after {
                 Status::Completed | Status::Cancelled => return Some(Happening::Finished),
@@ -213,7 +213,7 @@ impl Outlet {
         }
         let event = Happening::of(before, action, &training.state);
         let worth = event.is_some()
-            || before != training.state.status
+            || before != training.state.status()
             || matches!(action, Action::Stats(_) | Action::Register(_));
         if worth {
             let _ = self.tx.send(Arc::new(Change {
@@ -268,16 +268,16 @@ impl Facts {
         let s = &change.state;
         Facts {
             id: change.id,
-            name: s.name.as_str().to_owned(),
-            status: s.status,
-            reason: s.reason.as_str().to_owned(),
-            epochs_done: s.latest_epoch.map_or(0, |e| e.saturating_add(1)),
-            epochs: s.epochs,
-            elapsed_ms: s.elapsed_ms,
+            name: s.name().as_str().to_owned(),
+            status: s.status(),
+            reason: s.reason().as_str().to_owned(),
+            epochs_done: s.latest_epoch().map_or(0, |e| e.saturating_add(1)),
+            epochs: s.epochs(),
+            elapsed_ms: s.elapsed_ms(),
             eta_ms: s.eta_ms(),
-            metrics: s.metrics.iter().map(|m| m.as_str().to_owned()).collect(),
-            latest: s.latest.to_vec(),
-            best: s.best.iter().map(|b| (b.epoch, b.value)).collect(),
+            metrics: s.metrics().iter().map(|m| m.as_str().to_owned()).collect(),
+            latest: s.latest().to_vec(),
+            best: s.best().iter().map(|b| (b.epoch, b.value)).collect(),
             updated_ms: change.updated_ms,
             link: format!("{}/#{}", dashboard.trim_end_matches('/'), change.id),
         }
@@ -889,7 +889,7 @@ mod tests {
                 action: action.clone(),
             })
             .unwrap();
-            Happening::of(running.status, &action, &s)
+            Happening::of(running.status(), &action, &s)
         };
         let done = Finished {
             outcome: Outcome::Completed,
@@ -926,7 +926,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(
-            Happening::of(stalled.status, &Action::Heartbeat, &back),
+            Happening::of(stalled.status(), &Action::Heartbeat, &back),
             Some(Happening::Resumed)
         );
     }

@@ -65,6 +65,22 @@ fn size(out: &[Out]) -> usize {
         .sum()
 }
 
+/// The watch's report after `out` arrived: the picture its paints make (or `shown`), the relay
+/// state taken. Returns the picture.
+fn acknowledge(core: &mut Core, out: &[Out], t: f64, shown: u16) -> u16 {
+    let picture = out
+        .iter()
+        .rev()
+        .find_map(|m| match m {
+            Out::Paint(b) => Some(u16::from_le_bytes([b[2], b[3]])),
+            Out::Message(_) => None,
+        })
+        .unwrap_or(shown);
+    let relay = core.relay() as i64 as f64;
+    core.watch_message(&[1.0, 1.0, picture.into(), 0.0, relay], t);
+    picture
+}
+
 fn median(mut v: Vec<usize>) -> usize {
     v.sort_unstable();
     v.get(v.len() / 2).copied().unwrap_or(0)
@@ -109,12 +125,15 @@ fn main() {
     paced_messages += out.len();
     paced += size(&out);
 
-    // A paint after every frame: the size of one update of each kind.
+    // A paint after every frame, each acknowledged by the watch: the size of one update of each kind.
     let mut core = Core::new(Follow::Latest);
-    core.watch_message(&[1.0, 1.0], 0.0);
+    let hello = core.watch_message(&[1.0, 1.0], 0.0);
+    let mut shown = acknowledge(&mut core, &hello, 0.0, 0);
     let (mut progress, mut stats) = (Vec::new(), Vec::new());
     for (i, (_, frame)) in frames.iter().enumerate() {
-        let out = core.relay_frame(&frame.to_bytes().expect("frame"), 1000.0 * (i as f64 + 1.0));
+        let t = 10_000.0 * (i as f64 + 1.0);
+        let out = core.relay_frame(&frame.to_bytes().expect("frame"), t);
+        shown = acknowledge(&mut core, &out, t + 10.0, shown);
         match frame.action {
             Action::Progress(_) if !out.is_empty() => progress.push(size(&out)),
             Action::Stats(_) => stats.push(size(&out)),

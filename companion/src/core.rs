@@ -189,25 +189,25 @@ impl Core {
         self.relay
     }
 
-    /// The watch's messaging socket closed: what is in flight is lost.
+    /// The watch's messaging socket closed.
     pub fn watch_closed(&mut self) {
         self.watch_open = false;
-        self.in_flight.clear();
     }
 
     /// The watch's messaging socket is open (its `onopen`, or found open by a
-    /// relaunched companion): what it holds is unknown until it reports, so
-    /// everything goes again. Returns the messages to send now.
+    /// relaunched companion): the relay state, the alerts not acknowledged and
+    /// the diff from the acknowledged picture go now (the watch keeps its
+    /// picture across a drop; a watch that lost it reports so and gets a full
+    /// repaint). Returns the messages to send now.
     pub fn watch_opened(&mut self, now_ms: f64) -> Vec<Out> {
         self.watch_open = true;
-        self.acked = None;
-        self.in_flight.clear();
         self.watch_relay = None;
         self.relay_sent_ms = f64::NEG_INFINITY;
         for alert in &mut self.alerts {
             alert.sent_ms = f64::NEG_INFINITY;
         }
         self.dirty = true;
+        self.last_paint_ms = f64::NEG_INFINITY;
         self.pump(now_ms)
     }
 
@@ -388,19 +388,22 @@ impl Core {
         }
     }
 
-    /// When the next coalesced paint is due, if one is waiting: a change after
-    /// [`PAINT_INTERVAL_MS`], an unacknowledged picture after [`RESEND_MS`],
-    /// at once when the watch's picture is unknown.
+    /// When the next coalesced paint is due, if one is waiting: the diff from
+    /// the acknowledged picture [`RESEND_MS`] after an unacknowledged one, a
+    /// change [`PAINT_INTERVAL_MS`] after the last paint, at once when the
+    /// watch's picture is unknown.
     pub fn next_paint_ms(&self) -> Option<f64> {
         if !(self.watch_open && self.screen_on) {
             return None;
         }
-        if self.dirty && self.acked.is_none() && self.in_flight.is_empty() {
+        if !self.in_flight.is_empty() {
+            // One picture on the air at a time: a diff from an older picture would
+            // be refused by a watch that has the one in flight.
+            Some(self.last_paint_ms + RESEND_MS)
+        } else if self.dirty && self.acked.is_none() {
             Some(f64::NEG_INFINITY)
         } else if self.dirty {
             Some(self.last_paint_ms + PAINT_INTERVAL_MS)
-        } else if !self.in_flight.is_empty() {
-            Some(self.last_paint_ms + RESEND_MS)
         } else {
             None
         }

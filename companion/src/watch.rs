@@ -172,20 +172,75 @@ pub fn relay_message(state: RelayState) -> Value {
 
 /// An alert message with its id; the text is fitted to the watch's alert banner.
 pub fn alert_message(kind: AlertKind, text: &str, id: u16) -> Value {
-    let mut text = text.to_string();
-    if text.len() > MAX_ALERT_LEN {
-        let mut end = MAX_ALERT_LEN;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
     Value::Array(vec![
         Value::Int(MSG_ALERT),
         Value::Int(kind as i64),
-        Value::Str(text),
+        Value::Str(fit_alert(text)),
         Value::Int(id.into()),
     ])
+}
+
+/// Font size of the watch's alert banner (`System-Bold`, `fitbit-app/tools/gen-view.js`).
+pub const ALERT_FONT_PX: u32 = 26;
+/// Width a line of the alert banner may take, in pixels (336 less the screen's rounded corners).
+pub const ALERT_LINE_PX: u32 = 296;
+
+/// Width of `text` in the watch's proportional System-Bold font at `px`, estimated
+/// from character classes (a `<text>` element does not wrap: too wide is clipped).
+/// A generous estimate: a real device may show it narrower, never wider.
+pub fn system_width(text: &str, px: u32) -> u32 {
+    let em_hundredths: u32 = text
+        .chars()
+        .map(|c| match c {
+            'i' | 'j' | 'l' | '.' | ',' | ':' | ';' | '\'' | '!' | '|' => 30,
+            ' ' | 'f' | 't' | 'r' | 'I' | '(' | ')' | '-' => 40,
+            'm' | 'w' => 88,
+            'M' | 'W' => 98,
+            '0'..='9' => 60,
+            'A'..='Z' => 72,
+            _ => 60,
+        })
+        .sum();
+    (em_hundredths * px).div_ceil(100)
+}
+
+/// `text` fitted to the alert banner: one line, or two split at a space (`\n`
+/// between them), the second cut with an ellipsis when even two are too few;
+/// at most [`MAX_ALERT_LEN`] bytes a line.
+pub fn fit_alert(text: &str) -> String {
+    let fits =
+        |s: &str| system_width(s, ALERT_FONT_PX) <= ALERT_LINE_PX && s.len() <= MAX_ALERT_LEN;
+    let text = text.trim();
+    if fits(text) {
+        return text.to_string();
+    }
+    // The longest first line that fits, ending at a space when there is one.
+    let mut cut = 0;
+    let mut last_space = None;
+    for (i, c) in text.char_indices() {
+        if !fits(&text[..i + c.len_utf8()]) {
+            break;
+        }
+        cut = i + c.len_utf8();
+        if c == ' ' {
+            last_space = Some(i);
+        }
+    }
+    let cut = last_space.filter(|&i| i > 0).unwrap_or(cut);
+    let (first, rest) = text.split_at(cut);
+    let rest = rest.trim_start();
+    let mut second = rest.to_string();
+    while !fits(&second) {
+        second.pop();
+        while second.ends_with(' ') {
+            second.pop();
+        }
+        if fits(&format!("{second}\u{2026}")) {
+            second.push('\u{2026}');
+            break;
+        }
+    }
+    format!("{}\n{second}", first.trim_end())
 }
 
 /// A paint message: the header, then `ops` (one vector-op message).

@@ -11,14 +11,7 @@ use watchtrain_watch::{layout, render, vector, Framebuffer, Screen, Theme};
 const ID: u32 = 4;
 
 fn frame(seq: u32, action: Action) -> Vec<u8> {
-    Frame {
-        training_id: ID,
-        seq,
-        action,
-    }
-    .to_bytes()
-    .unwrap()
-    .to_vec()
+    common::frame_bytes(ID, seq, action)
 }
 
 fn register(epochs: u32) -> Vec<u8> {
@@ -212,7 +205,14 @@ fn paints_are_coalesced_to_one_a_second() {
     );
     hello.iter().for_each(|m| watch.receive(m));
     assert!(core.watch_message(&watch.report(), 100.0).is_empty());
-    assert!(!core.relay_frame(&register(10), 1_000.0).is_empty());
+    let register = core.relay_frame(&register(10), 1_000.0);
+    assert_eq!(
+        kinds(&register),
+        vec![1],
+        "the first change after a quiet second goes at once"
+    );
+    register.iter().for_each(|m| watch.receive(m));
+    assert!(core.watch_message(&watch.report(), 1_050.0).is_empty());
     assert!(core.relay_frame(&progress(1, 0, 1), 1_100.0).is_empty());
     assert!(core.relay_frame(&progress(2, 0, 2), 1_500.0).is_empty());
     assert_eq!(core.next_paint_ms(), Some(2_000.0));
@@ -262,7 +262,7 @@ fn screen_off_sends_only_alerts_and_screen_on_repaints() {
     assert_eq!(kinds(&out), vec![3]);
     assert_eq!(
         alerts(&out),
-        vec![(2, "resnet pets failed: CUDA out of memory".into())]
+        vec![(2, "resnet pets failed:\nCUDA out of memory".into())]
     );
     // Screen on: the diff from the picture the watch holds, not a full repaint.
     let on = core.watch_message(&[1.0, 1.0, watch.picture.into(), 0.0, 0.0], 7_000.0);
@@ -425,4 +425,30 @@ fn json_and_cbor_sizes() {
     );
     // 1 (head) + 1 + 1 + 2 + 3 + 5 + (1 + 8: the e-acute is two bytes)
     assert_eq!(v.cbor_len(), 22);
+}
+
+#[test]
+fn alerts_fit_the_banner_in_one_or_two_lines() {
+    use watchtrain_companion::watch::{fit_alert, system_width, ALERT_FONT_PX, ALERT_LINE_PX};
+    let fits = |line: &str| system_width(line, ALERT_FONT_PX) <= ALERT_LINE_PX;
+    assert_eq!(fit_alert("mnist completed"), "mnist completed");
+    let two = fit_alert("resnet18 pets failed: CUDA out of memory");
+    let lines: Vec<&str> = two.split('\n').collect();
+    assert_eq!(lines.len(), 2, "{two:?}");
+    assert!(lines.iter().all(|l| fits(l)), "{two:?}");
+    assert_eq!(
+        two.replace('\n', " "),
+        "resnet18 pets failed: CUDA out of memory"
+    );
+    // Longer than two lines: the second ends with an ellipsis.
+    let long = fit_alert(&"WWWW ".repeat(20));
+    let lines: Vec<&str> = long.split('\n').collect();
+    assert_eq!(lines.len(), 2);
+    assert!(
+        lines[1].ends_with('\u{2026}') && lines.iter().all(|l| fits(l)),
+        "{long:?}"
+    );
+    // No space to break at: cut mid-word.
+    let word = fit_alert(&"x".repeat(80));
+    assert!(word.split('\n').all(fits), "{word:?}");
 }

@@ -26,14 +26,7 @@ impl Rng {
 }
 
 fn bytes(seq: u32, action: Action) -> Vec<u8> {
-    Frame {
-        training_id: ID,
-        seq,
-        action,
-    }
-    .to_bytes()
-    .unwrap()
-    .to_vec()
+    common::frame_bytes(ID, seq, action)
 }
 
 /// The relay's frames of a 50-epoch training with a NaN, a stall and a finish, one a second.

@@ -12,7 +12,7 @@ for line in sys.stdin:
     op = cmd["op"]
     if op == "start":
         run = watchtrain.Run(
-            cmd["name"], metrics=cmd["metrics"], epochs=cmd["epochs"], batches=cmd["batches"],
+            name=cmd["name"], metrics=cmd["metrics"], epochs=cmd["epochs"], batches=cmd["batches"],
             url=cmd["url"], token=cmd["token"], run_key=cmd["run_key"], progress_interval=0.02,
         )
     elif op == "progress":

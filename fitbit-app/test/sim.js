@@ -303,10 +303,11 @@ function companionRealm(timers, { withWasm, wasmLimit, textCodec }) {
     if (dead) throw new Error("companion unloaded");
     const ws = new WebSocket(url);
     sockets.add(ws);
-    ws.on("open", () => on.open());
-    ws.on("message", (data, isBinary) => on.message(isBinary ? new Uint8Array(data) : String(data), isBinary));
-    ws.on("close", (code) => { sockets.delete(ws); on.close(code); });
-    ws.on("error", (e) => { if (process.env.SIM_DEBUG) console.error("ws error", e); on.error(); });
+    // An unloaded companion runs no more code: its sockets' events go nowhere.
+    ws.on("open", () => dead || on.open());
+    ws.on("message", (data, isBinary) => dead || on.message(isBinary ? new Uint8Array(data) : String(data), isBinary));
+    ws.on("close", (code) => { sockets.delete(ws); dead || on.close(code); });
+    ws.on("error", () => dead || on.error());
     return {
       send(d) { ws.send(typeof d === "string" ? d : Buffer.from(new Uint8Array(d.buffer ? d.buffer : d, d.byteOffset || 0, d.byteLength))); },
       close() { ws.close(); },
@@ -506,8 +507,9 @@ async function startFitbit({ relayUrl, withWasm, harsh = null, binaryAs = "Array
 }
 
 // --- the relay and the producer ---------------------------------------------------
-function startRelay({ port, db, stallAfter }) {
-  const child = spawn(RELAY, ["--listen", `127.0.0.1:${port}`, "--db", db, "--token", TOKEN, "--stall-after", stallAfter], {
+function startRelay({ port, db, stallAfter, pingInterval = "20s" }) {
+  const args = ["--listen", `127.0.0.1:${port}`, "--db", db, "--token", TOKEN, "--stall-after", stallAfter, "--ping-interval", pingInterval];
+  const child = spawn(RELAY, args, {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, RUST_LOG: "warn" },
   });

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use watchtrain_companion::watch::{Out, Value};
+use watchtrain_protocol::{Action, Frame};
 use watchtrain_watch::limits::PAINT_HEADER_LEN;
 use watchtrain_watch::vector;
 
@@ -90,4 +91,16 @@ impl Watch {
             self.relay as f64,
         ]
     }
+}
+
+/// A relay frame's bytes.
+pub fn frame_bytes(training_id: u32, seq: u32, action: Action) -> Vec<u8> {
+    Frame {
+        training_id,
+        seq,
+        action,
+    }
+    .to_bytes()
+    .unwrap()
+    .to_vec()
 }

@@ -200,7 +200,8 @@ async fn http_post_frames() {
         body.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
         body.extend_from_slice(&bytes);
     }
-    let (status, reply) = http(relay.addr, "POST", "/v1/trainings/0/frames", &[], &body).await;
+    let octets = [("Content-Type", "application/octet-stream")];
+    let (status, reply) = http(relay.addr, "POST", "/v1/trainings/0/frames", &octets, &body).await;
     assert_eq!(status, 200, "{reply}");
     let reply: serde_json::Value = serde_json::from_str(&reply).unwrap();
     assert_eq!(reply["applied"], 3);
@@ -215,7 +216,7 @@ async fn http_post_frames() {
         relay.addr,
         "POST",
         &format!("/v1/trainings/{id}/frames"),
-        &[],
+        &octets,
         &body[..5],
     )
     .await;

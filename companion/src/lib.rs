@@ -10,7 +10,7 @@
 //! failed, stalled, NaN/inf) once per event.
 //!
 //! It is: the logic in plain functions over bytes ([`Core`]), testable
-//! natively, and on `wasm32` a [`wasm_bindgen`] class that owns the web-sys
+//! natively, and on `wasm32` a `#[wasm_bindgen]` class that owns the web-sys
 //! WebSocket, its closures and its timers, and reconnects with backoff. The
 //! same wasm runs as WebAssembly or, translated by wasm2js, as plain
 //! JavaScript (`fitbit-app/companion/` loads one or the other).
@@ -30,7 +30,7 @@
 //!     name: truncated("mnist"), epochs: 5, ..Default::default() }) };
 //! let out = core.relay_frame(&register.to_bytes()?, 5_000.0);
 //! assert!(out.iter().all(|m| m.cbor_len() <= watchtrain_companion::watch::MAX_MESSAGE_BYTES));
-//! assert_eq!(core.training().map(|(id, s)| (id, s.epochs)), Some((3, 5)));
+//! assert_eq!(core.training().map(|(id, s)| (id, s.epochs())), Some((3, 5)));
 //! # Ok::<(), Error>(())
 //! ```
 //!

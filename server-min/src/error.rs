@@ -170,6 +170,8 @@ pub enum RelayError {
     Tls(String),
     /// A socket error.
     Io(std::io::Error),
+    /// A `--notify` or `--mqtt` setting that cannot work.
+    Outbound(String),
 }
 
 impl std::fmt::Display for RelayError {
@@ -179,6 +181,7 @@ impl std::fmt::Display for RelayError {
             RelayError::Store(_) => write!(f, "the database failed"),
             RelayError::Tls(e) => write!(f, "tls: {e}"),
             RelayError::Io(_) => write!(f, "a socket failed"),
+            RelayError::Outbound(e) => write!(f, "{e}"),
         }
     }
 }
@@ -188,7 +191,7 @@ impl std::error::Error for RelayError {
         match self {
             RelayError::Store(e) => Some(e),
             RelayError::Io(e) => Some(e),
-            RelayError::Config(_) | RelayError::Tls(_) => None,
+            RelayError::Config(_) | RelayError::Tls(_) | RelayError::Outbound(_) => None,
         }
     }
 }

@@ -279,18 +279,18 @@ fn num(v: f32) -> Value {
 /// A training in the list. Its run key proves ownership, so it is never shown.
 fn summary(id: u32, s: &TrainingState, updated_ms: u64) -> Value {
     let latest: serde_json::Map<String, Value> = s
-        .metrics
+        .metrics()
         .iter()
-        .zip(s.latest.iter())
+        .zip(s.latest().iter())
         .map(|(name, v)| (name.to_string(), num(*v)))
         .collect();
     json!({
         "id": id,
-        "name": s.name.as_str(),
-        "status": s.status.as_str(),
-        "epoch": s.epoch,
-        "epochs": s.epochs,
-        "latest_epoch": s.latest_epoch,
+        "name": s.name().as_str(),
+        "status": s.status().as_str(),
+        "epoch": s.epoch(),
+        "epochs": s.epochs(),
+        "latest_epoch": s.latest_epoch(),
         "latest": latest,
         "updated_ms": updated_ms,
     })
@@ -318,22 +318,22 @@ async fn one(
         .map(|(epoch, row)| json!({"epoch": epoch, "values": row.iter().map(|x| num(*x)).collect::<Vec<_>>()}))
         .collect();
     let best: Vec<Value> = s
-        .best
+        .best()
         .iter()
         .map(|b| json!({"epoch": b.epoch, "value": num(b.value)}))
         .collect();
     let extra = json!({
-        "metrics": s.metrics.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
-        "reason": s.reason.as_str(),
-        "phase": match s.phase { watchtrain_protocol::Phase::Train => "train", watchtrain_protocol::Phase::Valid => "valid" },
-        "train": bar(s.train),
-        "valid": bar(s.valid),
-        "values": s.latest.iter().map(|x| num(*x)).collect::<Vec<_>>(),
+        "metrics": s.metrics().iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+        "reason": s.reason().as_str(),
+        "phase": match s.phase() { watchtrain_protocol::Phase::Train => "train", watchtrain_protocol::Phase::Valid => "valid" },
+        "train": bar(s.train()),
+        "valid": bar(s.valid()),
+        "values": s.latest().iter().map(|x| num(*x)).collect::<Vec<_>>(),
         "best": best,
         "history": history,
-        "elapsed_ms": s.elapsed_ms,
+        "elapsed_ms": s.elapsed_ms(),
         "eta_ms": s.eta_ms(),
-        "last_seq": s.last_seq,
+        "last_seq": s.last_seq(),
     });
     if let (Value::Object(v), Value::Object(extra)) = (&mut v, extra) {
         v.extend(extra);
@@ -390,7 +390,7 @@ async fn history_csv(
     let (s, _, _) = hub.get(id).ok_or_else(|| Rejection::unknown_training(id))?;
     let first = history_page(&hub, id, None).await?;
     let mut head = String::from("epoch,duration_ms");
-    for m in &s.metrics {
+    for m in s.metrics() {
         head.push(',');
         head.push_str(&csv_cell(m));
     }
@@ -715,7 +715,7 @@ async fn json_stats(
         let epoch = json_u32(&object, "epoch")?
             .ok_or_else(|| Rejection::new(Reason::BadRequest, "\"epoch\" is missing"))?;
         let too_many = || Rejection::new(Reason::TooLarge, "too many metrics");
-        let mut metrics = watchtrain_protocol::Metrics::new();
+        let mut metrics = watchtrain_protocol::MetricNames::new();
         let mut values = Vec::new();
         for (key, value) in &object {
             if !matches!(key.as_str(), "epoch" | "epochs" | "duration_ms") {
@@ -840,7 +840,10 @@ async fn metrics(State(hub): State<AppState>) -> Response {
             "Consumers resynced with a snapshot after falling behind.",
             c(&m.resyncs),
         ),
-    ] {
+    ]
+    .into_iter()
+    .chain(hub.outlet.counters.totals())
+    {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
@@ -866,6 +869,7 @@ async fn metrics(State(hub): State<AppState>) -> Response {
         "# HELP watchtrain_trainings Trainings held.\n# TYPE watchtrain_trainings gauge\nwatchtrain_trainings {}",
         hub.training_count()
     );
+    hub.outlet.counters.write_gauges(&mut out);
     (
         [(
             header::CONTENT_TYPE,

@@ -9,7 +9,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use axum::body::Bytes;
 use tokio::sync::{broadcast, watch, OwnedSemaphorePermit};
 use watchtrain_protocol::json::{self, LegacyMessage};
-use watchtrain_protocol::*;
+use watchtrain_protocol::{
+    truncated, Action, Applied, Error, Frame, Phase, Progress, Register, Stats, Status,
+    TrainingState, MAX_LEGACY_JSON_LEN,
+};
 
 use crate::config::Config;
 use crate::error::{Reason, Rejection};
@@ -81,7 +84,7 @@ struct Inner {
 
 /// Prometheus counters and gauges.
 #[derive(Default)]
-pub struct Metrics {
+pub struct Counters {
     /// Binary WebSocket producers connected.
     pub producers: AtomicI64,
     /// Legacy JSON producers connected.
@@ -102,7 +105,7 @@ pub struct Metrics {
     pub rejected: [AtomicU64; Reason::ALL.len()],
 }
 
-impl Metrics {
+impl Counters {
     /// Counts a rejection.
     pub fn reject(&self, reason: Reason) {
         self.rejected[reason as usize].fetch_add(1, Ordering::Relaxed);
@@ -181,7 +184,7 @@ pub struct Hub {
     /// The persistence thread.
     pub store: Store,
     /// Counters for `/metrics`.
-    pub metrics: Metrics,
+    pub metrics: Counters,
     /// Trainings and indexes.
     inner: Mutex<Inner>,
     /// The training `/v1/watch` follows: the latest registered.
@@ -194,6 +197,8 @@ pub struct Hub {
     pub post_limits: crate::rate::Limits,
     /// WebSocket sessions, so shutdown waits for their close frames.
     pub sessions: tokio_util::task::TaskTracker,
+    /// Changes for the notifier and the MQTT bridge (`--notify`, `--mqtt`).
+    pub outlet: crate::notify::Outlet,
 }
 
 /// The shared state of every handler.
@@ -259,7 +264,7 @@ impl Hub {
         let (legacy_tx, _) = broadcast::channel(config.consumer_queue.max(1));
         Hub {
             store,
-            metrics: Metrics::default(),
+            metrics: Counters::default(),
             inner: Mutex::new(Inner {
                 trainings,
                 by_key,
@@ -272,6 +277,7 @@ impl Hub {
             shutdown: watch::Sender::new(false),
             post_limits: crate::rate::Limits::new(config.max_fps),
             sessions: tokio_util::task::TaskTracker::new(),
+            outlet: Default::default(),
             config,
         }
     }
@@ -340,13 +346,13 @@ impl Hub {
         let register = match req.register {
             Some(r) => r,
             None => Register {
-                name: if training.state.name.is_empty() {
+                name: if training.state.name().is_empty() {
                     truncated(&format!("training {id}"))
                 } else {
-                    training.state.name.clone()
+                    training.state.name().clone()
                 },
-                metrics: training.state.metrics.clone(),
-                epochs: training.state.epochs,
+                metrics: training.state.metrics().clone(),
+                epochs: training.state.epochs(),
                 ..Default::default()
             },
         };
@@ -356,12 +362,14 @@ impl Hub {
             action: Action::Register(register),
         };
         check_window(&training.state, &frame)?;
+        let before = training.state.status();
         let applied = training.state.apply(&frame).map_err(apply_error)?;
         training.heard(now);
         self.broadcast(training, &frame);
+        self.outlet.saw(training, before, &frame.action);
         let receipt = Some(self.store.save_training(training.stored(), Some(permit)));
         training.dirty = false;
-        let last_seq = training.state.last_seq;
+        let last_seq = training.state.last_seq();
         drop(inner);
         self.latest.send_replace(Some(id));
         Ok(Ingested {
@@ -431,7 +439,7 @@ impl Hub {
             .trainings
             .values()
             .filter(|t| t.consumers == 0 && t.producers == 0)
-            .filter(|t| t.state.status.is_finished() || t.state.status == Status::Stalled)
+            .filter(|t| t.state.status().is_finished() || t.state.status() == Status::Stalled)
             .map(|t| (t.last_heard, t.id))
             .collect();
         candidates.sort();
@@ -440,7 +448,7 @@ impl Hub {
             if let Some(t) = inner.trainings.remove(&id) {
                 inner.by_key.retain(|_, v| *v != id);
                 drop(self.store.delete(id));
-                tracing::info!(id, name = ?t.state.name.as_str(), "training dropped (--keep-trainings)");
+                tracing::info!(id, name = ?t.state.name(), "training dropped (--keep-trainings)");
             }
         }
     }
@@ -502,8 +510,9 @@ impl Hub {
             ));
         }
         check_window(&training.state, frame)?;
+        let before = training.state.status();
         let applied = training.state.apply(frame).map_err(apply_error)?;
-        let last_seq = training.state.last_seq;
+        let last_seq = training.state.last_seq();
         if applied == Applied::Duplicate {
             self.metrics.duplicates.fetch_add(1, Ordering::Relaxed);
             // Its first copy may still be on its way to disk (or retried): ack after it.
@@ -516,6 +525,7 @@ impl Hub {
         }
         training.heard(now);
         self.broadcast(training, frame);
+        self.outlet.saw(training, before, &frame.action);
         let receipt = match &frame.action {
             Action::Stats(s) => {
                 training.dirty = false;
@@ -677,23 +687,23 @@ impl Hub {
         match latest.and_then(|id| inner.trainings.get(&id)) {
             Some(t) => {
                 let s = &t.state;
-                let bar = match s.phase {
-                    Phase::Train => s.train,
-                    Phase::Valid => s.valid,
+                let bar = match s.phase() {
+                    Phase::Train => s.train(),
+                    Phase::Valid => s.valid(),
                 };
                 let mut frames = vec![Action::Progress(Progress {
-                    phase: s.phase,
-                    epoch: s.epoch,
-                    epochs: s.epochs,
+                    phase: s.phase(),
+                    epoch: s.epoch(),
+                    epochs: s.epochs(),
                     batch: bar.done,
                     // An old watch divides by it.
                     batches: bar.total.max(1),
                 })];
-                if let Some(epoch) = s.latest_epoch {
+                if let Some(epoch) = s.latest_epoch() {
                     frames.push(Action::Stats(Stats {
                         epoch,
                         duration_ms: 0,
-                        values: s.latest.clone(),
+                        values: s.latest().clone(),
                     }));
                 }
                 for action in frames {
@@ -719,7 +729,7 @@ impl Hub {
         let stall_after = self.config.stall_after;
         let mut inner = self.lock();
         for training in inner.trainings.values_mut() {
-            let status = training.state.status;
+            let status = training.state.status();
             let silent = training.last_heard.elapsed();
             if matches!(status, Status::Running | Status::Waiting) && silent > stall_after {
                 let frame = Frame {
@@ -735,6 +745,7 @@ impl Hub {
                     );
                     self.broadcast(training, &frame);
                     training.version += 1;
+                    self.outlet.saw(training, status, &frame.action);
                     training.dirty = true;
                 }
             }
@@ -814,12 +825,13 @@ pub async fn durable(receipt: Option<Receipt>) -> Result<(), Rejection> {
 
 /// Refuses a seq more than [`SEQ_WINDOW`] ahead of the training's.
 fn check_window(state: &TrainingState, frame: &Frame) -> Result<(), Rejection> {
-    if frame.seq > state.last_seq.saturating_add(SEQ_WINDOW) {
+    if frame.seq > state.last_seq().saturating_add(SEQ_WINDOW) {
         return Err(Rejection::new(
             Reason::BadRequest,
             format!(
                 "seq {} jumps more than {SEQ_WINDOW} past the training's {}",
-                frame.seq, state.last_seq
+                frame.seq,
+                state.last_seq()
             ),
         ));
     }

@@ -33,9 +33,11 @@ mod face;
 mod guard;
 mod http;
 mod hub;
+mod mqtt;
+mod notify;
 mod rate;
 mod serve;
-mod store;
+pub mod store;
 mod tls;
 mod ws;
 
@@ -59,6 +61,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RelayError> {
     let config = config.checked().map_err(RelayError::Config)?;
+    let outbound = notify::Plan::from_config(&config)?;
     let opened = store::Store::open(&config.db, config.history_epochs)?;
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
@@ -67,15 +70,18 @@ pub async fn run(
     tracing::info!(
         db = ?config.db.display(),
         trainings = opened.trainings.len(),
+        unreadable = opened.unreadable.len(),
         tls = tls.is_some(),
         "relay starting"
     );
+    let listening = listener.local_addr()?;
     let hub = Arc::new(Hub::new(
         config,
         opened.store,
         opened.trainings,
         opened.max_id,
     ));
+    let outbound = outbound.start(&hub, listening, tls.is_some())?;
     let tick_every =
         (hub.config.stall_after / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
     let ticker = tokio::spawn({
@@ -108,6 +114,7 @@ pub async fn run(
     if let Some(demo) = demo {
         demo.abort();
     }
+    outbound.stop().await;
     hub.sessions.close();
     if tokio::time::timeout(serve::SHUTDOWN_GRACE, hub.sessions.wait())
         .await

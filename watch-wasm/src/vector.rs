@@ -11,6 +11,7 @@
 //! The byte format (little-endian, colours RGB565) is written down in
 //! `watch-wasm/README.md`; [`Pool`] is its reference decoder and painter.
 
+use alloc::{vec, vec::Vec};
 use embedded_graphics::pixelcolor::{Rgb565, Rgb888};
 use embedded_graphics::prelude::*;
 use embedded_graphics::primitives::Rectangle;
@@ -23,9 +24,9 @@ use crate::scene::{
 
 /// The format version, the first byte of every message.
 pub const VERSION: u8 = 1;
-/// Largest message in bytes: a Fitbit `peerSocket` message is limited to about
-/// 1 KiB, and CBOR wraps these bytes in a head of up to 3 bytes: 1021 + 3 = 1024.
-pub const MAX_MESSAGE_LEN: usize = 1021;
+/// Largest message in bytes: the watch message bound less the CBOR head that
+/// wraps these bytes ([`crate::limits::MAX_OPS_LEN`]).
+pub const MAX_MESSAGE_LEN: usize = crate::limits::MAX_OPS_LEN;
 /// Op code: set a rect.
 pub const OP_RECT: u8 = 1;
 /// Op code: set a run of connected lines.
@@ -64,6 +65,7 @@ impl core::fmt::Display for DecodeError {
     }
 }
 
+#[cfg(feature = "std")]
 impl std::error::Error for DecodeError {}
 
 /// An [`Rgb888`] as RGB565, the colour of an op.

@@ -132,11 +132,11 @@ impl View {
 
     /// The training's name.
     pub fn name(&self) -> String {
-        self.state.name.as_str().into()
+        self.state.name().as_str().into()
     }
 
     /// The training's status word (`running`, `stalled`, ...).
     pub fn status(&self) -> String {
-        self.state.status.as_str().into()
+        self.state.status().as_str().into()
     }
 }

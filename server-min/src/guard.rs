@@ -103,14 +103,19 @@ fn hostname() -> Option<&'static str> {
     .as_deref()
 }
 
-/// A rebinding attack needs a name it controls: IP addresses, localhost, this
-/// machine's hostname (also `.local`) and `--allow-host` names are the relay's.
+/// Suffixes of names only the LAN resolves (mDNS, home routers, RFC 8375, RFC 6761).
+const LAN_SUFFIXES: [&str; 5] = [".local", ".lan", ".home.arpa", ".internal", ".localhost"];
+
+/// A rebinding attack needs a public name whose DNS the attacker controls. So
+/// the relay's names are: IP addresses, single-label names (`localhost`,
+/// `raspberrypi`), names only the LAN resolves, this machine's hostname and
+/// `--allow-host` names.
 fn host_allowed(allowed: &[String], host: &str) -> bool {
     let name = host_name(host).trim_end_matches('.').to_ascii_lowercase();
     name.parse::<IpAddr>().is_ok()
-        || name == "localhost"
-        || name.ends_with(".localhost")
-        || hostname().is_some_and(|h| name == h || name.strip_suffix(".local") == Some(h))
+        || !name.contains('.')
+        || LAN_SUFFIXES.iter().any(|suffix| name.ends_with(suffix))
+        || hostname().is_some_and(|h| name == h)
         || allowed
             .iter()
             .any(|a| a.eq_ignore_ascii_case(&name) || a.eq_ignore_ascii_case(host))
@@ -232,6 +237,9 @@ mod tests {
             "10.0.0.7:80",
             "Relay.Example.Org",
             "a.localhost",
+            "raspberrypi:8555",
+            "pi.local",
+            "nas.home.arpa.",
         ] {
             assert!(host_allowed(&extra, ok), "{ok}");
         }
@@ -240,6 +248,7 @@ mod tests {
             "evil.example:8555",
             "localhost.evil.example",
             "127.0.0.1.evil.example",
+            "local.evil.example",
         ] {
             assert!(!host_allowed(&extra, bad), "{bad}");
         }

@@ -19,8 +19,7 @@ use tokio::sync::Semaphore;
 use watchtrain_watch::{render, Screen, Theme};
 
 use crate::error::{Reason, Rejection};
-use crate::guard::{Authorized, Consume};
-use crate::http::TrainingId;
+use crate::guard::{Authorized, Consume, TrainingId};
 use crate::hub::AppState;
 
 /// Largest face in pixels (w x h), so one request cannot make the relay allocate much.

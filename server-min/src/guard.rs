@@ -7,7 +7,7 @@ use std::marker::PhantomData;
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
-use axum::extract::{FromRequestParts, Query, Request, State};
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Uri};
 use axum::middleware::Next;
@@ -172,6 +172,26 @@ fn check_origin(
             Reason::Origin,
             format!("a page from {origin:?} may not use this relay (start it with --allow-origin)"),
         ))
+    }
+}
+
+/// A training id from the path; anything else is a JSON `bad_request`.
+pub struct TrainingId(pub u32);
+
+impl FromRequestParts<AppState> for TrainingId {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, hub: &AppState) -> Result<Self, Rejection> {
+        let not_a_number = || Rejection::new(Reason::BadRequest, "a training id is a number");
+        match Path::<Vec<(String, String)>>::from_request_parts(parts, hub).await {
+            Ok(Path(params)) => params
+                .iter()
+                .find(|(k, _)| k == "id")
+                .and_then(|(_, v)| v.parse().ok())
+                .map(TrainingId)
+                .ok_or_else(not_a_number),
+            Err(_) => Err(not_a_number()),
+        }
     }
 }
 

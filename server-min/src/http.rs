@@ -6,8 +6,7 @@ use std::sync::atomic::Ordering;
 
 use axum::body::{Body, Bytes};
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{FromRequestParts, Path, State};
-use axum::http::request::Parts;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,7 +19,7 @@ use watchtrain_protocol::{
 };
 
 use crate::error::{Reason, Rejection};
-use crate::guard::{Authorized, Consume, Produce};
+use crate::guard::{Authorized, Consume, Produce, TrainingId};
 use crate::hub::{durable, AppState, Hub, Ingested, RegisterRequest, Slot, Writer};
 use crate::serve::ConnectionInfo;
 use crate::store::{StatsRow, HISTORY_PAGE};
@@ -99,26 +98,6 @@ fn static_file(path: &str) -> Response {
         _ => "application/octet-stream",
     };
     ([(header::CONTENT_TYPE, mime)], file.contents()).into_response()
-}
-
-/// A training id from the path; anything else is a JSON `bad_request`.
-pub struct TrainingId(pub u32);
-
-impl FromRequestParts<AppState> for TrainingId {
-    type Rejection = Rejection;
-
-    async fn from_request_parts(parts: &mut Parts, hub: &AppState) -> Result<Self, Rejection> {
-        let not_a_number = || Rejection::new(Reason::BadRequest, "a training id is a number");
-        match Path::<Vec<(String, String)>>::from_request_parts(parts, hub).await {
-            Ok(Path(params)) => params
-                .iter()
-                .find(|(k, _)| k == "id")
-                .and_then(|(_, v)| v.parse().ok())
-                .map(TrainingId)
-                .ok_or_else(not_a_number),
-            Err(_) => Err(not_a_number()),
-        }
-    }
 }
 
 /// `/healthz`: 503 while database writes fail (they are retried; nothing acknowledged is lost).

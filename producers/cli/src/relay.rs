@@ -75,15 +75,18 @@ pub enum Error {
 
 impl Error {
     /// Retrying cannot help: a configuration the user must change (URL, token, certificate).
+    /// A refusal is, unless the relay is only busy (HTTP 408, 429, 5xx).
     pub fn is_permanent(&self) -> bool {
-        matches!(
-            self,
+        match self {
+            Error::Refused { status, .. } => {
+                (400..500).contains(status) && ![408, 429].contains(status)
+            }
             Error::BadUrl { .. }
-                | Error::CaFile { .. }
-                | Error::Tls(_)
-                | Error::Refused { .. }
-                | Error::Rejected { .. }
-        )
+            | Error::CaFile { .. }
+            | Error::Tls(_)
+            | Error::Rejected { .. } => true,
+            _ => false,
+        }
     }
 
     /// Classifies a tungstenite error by its type: an HTTP refusal, a TLS failure

@@ -444,3 +444,38 @@ impl Connection {
         while self.ws.read().is_ok() {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_classified_by_type() {
+        let tls = io::Error::new(io::ErrorKind::InvalidData, rustls::Error::DecryptError);
+        assert!(matches!(
+            Error::from_ws("h:1", tungstenite::Error::Io(tls)),
+            Error::Tls(rustls::Error::DecryptError)
+        ));
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert!(matches!(
+            Error::from_ws("h:1", tungstenite::Error::Io(refused)),
+            Error::Unreachable { .. }
+        ));
+        let body = br#"{"error":"forbidden","message":"a consumer token cannot publish"}"#;
+        let response = tungstenite::http::Response::builder()
+            .status(403)
+            .body(Some(body.to_vec()))
+            .unwrap();
+        let e = Error::from_ws("h:1", tungstenite::Error::Http(Box::new(response)));
+        assert_eq!(
+            e.to_string(),
+            "the relay refused (HTTP 403): a consumer token cannot publish"
+        );
+        assert!(e.is_permanent());
+        let busy = Error::Refused {
+            status: 503,
+            reason: "too many".into(),
+        };
+        assert!(!busy.is_permanent());
+    }
+}

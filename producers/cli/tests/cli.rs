@@ -822,3 +822,45 @@ fn a_frame_is_delivered_only_when_acknowledged() {
     assert!(stderr.contains("not acknowledged"), "{stderr}");
     peer.join().unwrap();
 }
+
+#[test]
+fn watch_in_a_terminal_redraws_in_place_at_its_width() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut relay = Relay::new(dir.path());
+    relay.start();
+    let url = relay.url();
+    for args in [
+        &["send", "--name", "tty", "--metrics", "loss", "register"][..],
+        &["send", "--name", "tty", "stats", "--epoch", "0", "loss=0.5"],
+        &["send", "--name", "tty", "finish"],
+    ] {
+        let out = cli_output(&[&["--url", &url][..], args].concat());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let id = relay.training("tty").unwrap()["id"].to_string();
+    // A real pseudo-terminal 50 columns wide (script(1), from bsdutils, essential in Debian).
+    let command = format!(
+        "stty cols 50 rows 20; '{}' --url {url} watch {id} --until-finished",
+        cli().display()
+    );
+    let out = Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env("COLUMNS", "200") // the terminal's own width wins
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("\x1b[H") && text.contains("\x1b[K"),
+        "{text:?}"
+    );
+    assert!(!text.contains("\x1b[2J"), "no whole-screen clear: {text:?}");
+    assert!(
+        text.contains(&format!("valid [{}]", ".".repeat(30))),
+        "{text:?}"
+    );
+}

@@ -13,8 +13,11 @@ fn cli() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_watchtrain"))
 }
 
-/// The relay binary beside ours in the target folder (built here when missing).
+/// The relay binary: $WATCHTRAIN_RELAY_BIN, else beside ours in the target folder (built here when missing).
 fn relay_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("WATCHTRAIN_RELAY_BIN") {
+        return PathBuf::from(path);
+    }
     let path = cli().with_file_name("watchtrain-relay");
     if !path.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

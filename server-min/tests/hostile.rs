@@ -540,3 +540,35 @@ async fn post_rate_limits_follow_the_address_not_the_path() {
     assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn the_largest_refusals_are_read_not_reset() {
+    let relay = Relay::start(Config::in_memory()).await;
+    // A 64 MiB POST: the client sends it all and reads a JSON 413.
+    let big = vec![0u8; 64 << 20];
+    let (status, body) = http(
+        relay.addr,
+        "POST",
+        "/v1/trainings/0/frames",
+        &[("Content-Type", "application/octet-stream")],
+        &big,
+    )
+    .await;
+    assert_eq!((status, error_of(&body).as_str()), (413, "too_large"), "{body}");
+    // A 2 MiB WebSocket message: the client reads the 1009 close and its reason.
+    use futures_util::{SinkExt, StreamExt};
+    let mut producer = connect(&relay.ws("/v1/produce")).await;
+    let message = tokio_tungstenite::tungstenite::Message::Binary(vec![7u8; 2 << 20].into());
+    let _ = producer.send(message).await;
+    let close = loop {
+        match tokio::time::timeout(WAIT, producer.next()).await.unwrap() {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("expected the close frame, got {other:?}"),
+        }
+    };
+    let close = close.expect("a close frame with a code");
+    assert_eq!(u16::from(close.code), 1009);
+    assert!(close.reason.contains("max-frame-bytes"), "{close:?}");
+    relay.stop().await;
+}

@@ -707,7 +707,8 @@ async fn json_stats(
             duration_ms: json_u32(&object, "duration_ms")?.unwrap_or(0),
             values: Values::from_slice(&values).map_err(|_| too_many())?,
         };
-        take_rate(&hub, &conn, 0, 2)?;
+        let known = hub.find_by_key(&json_run_key(&name)).unwrap_or(0);
+        take_rate(&hub, &conn, known, 2)?;
         let register = Register {
             name: truncated(&name),
             run_key: truncated(&json_run_key(&name)),

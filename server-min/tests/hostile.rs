@@ -509,7 +509,11 @@ async fn names_cannot_forge_log_lines_or_spreadsheet_formulas() {
         2,
         "{csv:?}"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The logs come through a pipe: wait for the refusal's line.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !relay.logs().contains("client refused") && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let logs = relay.logs();
     assert!(logs.contains("training created"), "{logs}");
     assert!(!logs.lines().any(|l| l.starts_with("FAKE")), "{logs}");
@@ -554,7 +558,11 @@ async fn the_largest_refusals_are_read_not_reset() {
         &big,
     )
     .await;
-    assert_eq!((status, error_of(&body).as_str()), (413, "too_large"), "{body}");
+    assert_eq!(
+        (status, error_of(&body).as_str()),
+        (413, "too_large"),
+        "{body}"
+    );
     // A 2 MiB WebSocket message: the client reads the 1009 close and its reason.
     use futures_util::{SinkExt, StreamExt};
     let mut producer = connect(&relay.ws("/v1/produce")).await;

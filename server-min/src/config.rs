@@ -96,6 +96,30 @@ pub struct Config {
     /// Speed of the demo training: 1 = one epoch about every 20 s, 10 = ten times faster.
     #[arg(long, env = "WATCHTRAIN_DEMO_SPEED", default_value_t = 1.0)]
     pub demo_speed: f64,
+
+    /// Tell a URL when a training finishes, fails, goes NaN or stalls (repeatable; the variable
+    /// takes several, space-separated): `ntfy://host/topic`, `https://ntfy.sh/topic`, or any
+    /// `https://` webhook (JSON); `?events=finished,failed` picks the events.
+    #[arg(long = "notify", env = "WATCHTRAIN_NOTIFY", value_delimiter = ' ')]
+    pub notify: Vec<String>,
+
+    /// A file of `--notify` URLs, one a line (`#` comments), for URLs that hold secrets.
+    #[arg(long, env = "WATCHTRAIN_NOTIFY_FILE")]
+    pub notify_file: Option<PathBuf>,
+
+    /// How long a notification may take before it is retried (three retries, then given up).
+    #[arg(long, env = "WATCHTRAIN_NOTIFY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub notify_timeout: Duration,
+
+    /// Publish every training to an MQTT broker: `mqtt://[user:password@]host[:port]/prefix`
+    /// (`mqtts://` for TLS, `?ca=FILE` for a private CA), with Home Assistant discovery.
+    #[arg(long, env = "WATCHTRAIN_MQTT")]
+    pub mqtt: Option<String>,
+
+    /// The relay's address as phones see it, for links in notifications
+    /// (default: the first LAN address and the port).
+    #[arg(long, env = "WATCHTRAIN_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 impl Default for Config {

@@ -620,7 +620,10 @@ async fn metrics(State(hub): State<AppState>) -> Response {
             "Consumers resynced with a snapshot after falling behind.",
             c(&m.resyncs),
         ),
-    ] {
+    ]
+    .into_iter()
+    .chain(hub.outlet.counters.totals())
+    {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
@@ -640,6 +643,7 @@ async fn metrics(State(hub): State<AppState>) -> Response {
         "# HELP watchtrain_trainings Trainings held.\n# TYPE watchtrain_trainings gauge\nwatchtrain_trainings {}",
         hub.training_count()
     );
+    hub.outlet.counters.write_gauges(&mut out);
     (
         [(
             header::CONTENT_TYPE,

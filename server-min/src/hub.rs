@@ -175,6 +175,8 @@ pub struct Hub {
     shutdown: watch::Sender<bool>,
     /// Token buckets of HTTP producers (`--max-fps`), by training id.
     pub post_buckets: Mutex<HashMap<u32, crate::ws::Bucket>>,
+    /// Changes for the notifier and the MQTT bridge (`--notify`, `--mqtt`).
+    pub outlet: crate::notify::Outlet,
 }
 
 /// Unix time in milliseconds.
@@ -248,6 +250,7 @@ impl Hub {
             legacy_tx,
             shutdown: watch::Sender::new(false),
             post_buckets: Mutex::new(HashMap::new()),
+            outlet: Default::default(),
             config,
         }
     }
@@ -325,9 +328,11 @@ impl Hub {
             seq: req.seq,
             action: Action::Register(register),
         };
+        let before = training.state.status();
         let applied = training.state.apply(&frame).map_err(apply_error)?;
         training.updated_ms = now;
         self.broadcast(training, &frame);
+        self.outlet.saw(training, before, &frame.action);
         let receipt = Some(self.store.save_training(training.stored()));
         training.dirty = false;
         let last_seq = training.state.last_seq();
@@ -443,6 +448,7 @@ impl Hub {
             .trainings
             .get_mut(&id)
             .ok_or_else(|| Rejection::new(Reason::UnknownTraining, "training was dropped"))?;
+        let before = training.state.status();
         let applied = training.state.apply(frame).map_err(apply_error)?;
         let last_seq = training.state.last_seq();
         if applied == Applied::Duplicate {
@@ -456,6 +462,7 @@ impl Hub {
         }
         training.updated_ms = now;
         self.broadcast(training, frame);
+        self.outlet.saw(training, before, &frame.action);
         let receipt = match &frame.action {
             Action::Stats(s) => {
                 training.dirty = false;
@@ -660,6 +667,7 @@ impl Hub {
                 if training.state.apply(&frame) == Ok(Applied::Changed) {
                     tracing::info!(id = training.id, silent_ms = silent, "training stalled");
                     self.broadcast(training, &frame);
+                    self.outlet.saw(training, status, &frame.action);
                     training.dirty = true;
                 }
             }

@@ -47,6 +47,7 @@ pub mod format;
 mod framebuffer;
 pub mod icons;
 mod layout;
+pub mod limits;
 #[cfg(feature = "std")]
 pub mod scenarios;
 pub mod scene;

@@ -392,3 +392,29 @@ async fn the_binary_reads_the_variable_and_the_file_and_logs_no_secret() {
         assert!(!log.contains(secret), "`{secret}` in the log:\n{log}");
     }
 }
+
+#[tokio::test]
+async fn https_webhooks_are_checked_against_the_system_roots() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let (cert, private) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, key.cert.pem()).unwrap();
+    std::fs::write(&private, key.signing_key.serialize_pem()).unwrap();
+    let mut receiver = Receiver::start_tls(&cert, &private).await;
+    let url = receiver.url("https", "/hook/tls?events=finished");
+    // The relay trusts what the system trusts; SSL_CERT_FILE makes the test's CA the system's.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_watchtrain-relay"))
+        .args(["--listen", "127.0.0.1:0", "--db", ":memory:", "--demo"])
+        .args(["--demo-speed", "2000", "--notify", &url])
+        .env("SSL_CERT_FILE", &cert)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    stdout.next_line().await.unwrap().unwrap();
+    let got = receiver.next("/hook/tls").await;
+    assert_eq!(got.json()["event"], "finished");
+    child.start_kill().unwrap();
+}

@@ -54,11 +54,29 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start() -> Receiver {
+        Receiver::start_with(None).await
+    }
+
+    /// A receiver serving HTTPS with the PEM certificate and key (the relay's own TLS listener).
+    pub async fn start_tls(cert: &Path, key: &Path) -> Receiver {
+        Receiver::start_with(Some((cert, key))).await
+    }
+
+    async fn start_with(tls: Option<(&Path, &Path)>) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, got) = mpsc::unbounded_channel();
         let app = Router::new().fallback(record).with_state(tx);
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        match tls {
+            Some((cert, key)) => {
+                let acceptor = watchtrain_relay::tls::acceptor(cert, key).unwrap();
+                let listener = watchtrain_relay::tls::TlsListener::new(listener, acceptor).unwrap();
+                tokio::spawn(async move { axum::serve(listener, app).await });
+            }
+            None => {
+                tokio::spawn(async move { axum::serve(listener, app).await });
+            }
+        }
         Receiver {
             addr,
             got,

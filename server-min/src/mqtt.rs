@@ -277,16 +277,7 @@ async fn publish(
     mut connected: watch::Receiver<u64>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    // What the relay holds already (restored from its database).
-    for (id, _, state, updated_ms) in p.hub.list() {
-        p.update(&Change {
-            id,
-            created_ms: 0,
-            updated_ms,
-            state,
-            event: None,
-        });
-    }
+    // What the relay holds already goes out with every connect (`Publisher::connected`).
     let mut tick = tokio::time::interval(STATE_EVERY / 4);
     loop {
         tokio::select! {
@@ -309,7 +300,7 @@ async fn publish(
                 Err(broadcast::error::RecvError::Closed) => return,
             },
             Ok(()) = connected.changed() => p.connected(),
-            _ = tick.tick() => p.flush(false),
+            _ = tick.tick() => p.flush(),
             _ = stopped.changed() => {
                 p.send(p.broker.status_topic(), true, "offline".into());
                 let _ = p.client.disconnect().await;
@@ -333,15 +324,26 @@ impl Publisher {
         };
     }
 
-    /// After each connect: online, then every config and state again (retained).
+    /// After each connect: online, then every config and state again (retained),
+    /// for the trainings the relay holds now.
     fn connected(&mut self) {
         self.send(self.broker.status_topic(), true, "online".into());
+        let held = self.hub.list();
+        self.trainings
+            .retain(|id, _| held.iter().any(|(held_id, ..)| held_id == id));
         for seen in self.trainings.values_mut() {
             seen.announced = false;
-            seen.pending = true;
-            seen.sent_at = None;
         }
-        self.flush(true);
+        for (id, _, state, updated_ms) in held {
+            self.update(&Change {
+                id,
+                created_ms: 0,
+                updated_ms,
+                state,
+                event: None,
+            });
+            self.flush_one(id);
+        }
     }
 
     /// Takes a training's new state; publishes it now if its status changed.
@@ -371,35 +373,16 @@ impl Publisher {
         }
     }
 
-    /// Publishes the pending states whose last publish is old enough (all with `now`).
-    fn flush(&mut self, now: bool) {
-        let ids: Vec<u32> = self
+    /// Publishes the pending states whose last publish is old enough.
+    fn flush(&mut self) {
+        let due: Vec<u32> = self
             .trainings
             .iter()
-            .filter(|(_, s)| {
-                s.pending && (now || s.sent_at.is_none_or(|t| t.elapsed() >= STATE_EVERY))
-            })
+            .filter(|(_, s)| s.pending && s.sent_at.is_none_or(|t| t.elapsed() >= STATE_EVERY))
             .map(|(id, _)| *id)
             .collect();
-        for id in ids {
+        for id in due {
             self.flush_one(id);
-        }
-        if now {
-            // Configs of trainings not announced on this connection yet.
-            let list = self.hub.list();
-            for (id, _, state, updated_ms) in list {
-                if self.trainings.get(&id).is_some_and(|s| !s.announced) {
-                    let change = Change {
-                        id,
-                        created_ms: 0,
-                        updated_ms,
-                        state,
-                        event: None,
-                    };
-                    self.update(&change);
-                    self.flush_one(id);
-                }
-            }
         }
     }
 

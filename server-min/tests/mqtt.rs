@@ -180,9 +180,15 @@ async fn the_relay_works_with_the_broker_down_and_republishes_after_a_restart() 
     );
 
     // The broker comes back on the same port: the relay reconnects and republishes.
-    let broker = Mosquitto::start_on(&dir_path, port, "")
-        .await
-        .expect("the port is free again");
+    let mut broker = None;
+    for _ in 0..50 {
+        broker = Mosquitto::start_on(&dir_path, port, "").await;
+        if broker.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let broker = broker.expect("the broker's port is free again");
     let mut sub = Subscriber::start(broker.port, &["lab2/#", "homeassistant/#"]).await;
     let (state, retained) = sub
         .until(&format!("lab2/{id}/state"), |p| json(p)["epoch"] == 1)

@@ -198,7 +198,8 @@ impl Mosquitto {
                 .subsec_nanos() as u64
                 ^ u64::from(std::process::id()).wrapping_mul(7919)
                 ^ attempt.wrapping_mul(104_729);
-            let port = 20_000 + (seed % 40_000) as u16;
+            // Below Linux's ephemeral range (32768 and up), so no client socket holds it.
+            let port = 20_000 + (seed % 12_000) as u16;
             if let Some(broker) = Mosquitto::start_on(dir, port, listener).await {
                 return broker;
             }

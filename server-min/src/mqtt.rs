@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use percent_encoding::percent_decode_str;
 use rumqttc::{
-    AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
+    AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
 };
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, watch};
@@ -198,21 +198,31 @@ pub fn start(broker: Broker, hub: Arc<Hub>, dashboard: String) -> Result<Bridge,
         async move {
             let mut wait = Duration::from_millis(250);
             let mut connects = 0u64;
+            let mut closing = false;
+            let mut outage = false;
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         tracing::info!("MQTT broker connected");
                         counters.mqtt_connected.store(1, Ordering::Relaxed);
+                        outage = false;
                         wait = Duration::from_millis(250);
                         connects += 1;
                         connected_tx.send_replace(connects);
                     }
+                    // Our own goodbye (`Bridge::stop`): the broker closing next is no outage.
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) => closing = true,
                     Ok(_) => {}
+                    Err(_) if closing => {
+                        counters.mqtt_connected.store(0, Ordering::Relaxed);
+                        return;
+                    }
                     Err(e) => {
-                        if counters.mqtt_connected.swap(0, Ordering::Relaxed) == 1 || connects == 0
-                        {
+                        // Said once per outage; the retries that follow are quiet.
+                        if !std::mem::replace(&mut outage, true) {
                             tracing::warn!(error = %e, "MQTT broker unreachable; retrying");
                         }
+                        counters.mqtt_connected.store(0, Ordering::Relaxed);
                         tokio::time::sleep(wait).await;
                         wait = (wait * 2).min(MAX_RECONNECT_WAIT);
                     }

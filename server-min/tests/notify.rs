@@ -89,6 +89,7 @@ async fn ntfy_and_webhook_get_the_documented_requests() {
     let (nan_id, seq) = train(&mut producer, "bert", 0, &[[f32::NAN, 1.0, 0.5]]).await;
     let nan = receiver.next("/ntfy/").await;
     assert_eq!(nan.header("priority"), "high");
+    assert_eq!(nan.header("title"), "bert went NaN");
     assert_eq!(nan.body, "bert went NaN in epoch 1: train_loss NaN");
     assert_eq!(
         nan.header("click"),

@@ -335,25 +335,38 @@ impl Facts {
         out
     }
 
+    /// A title for `event`: the name and what happened, e.g. `resnet18 pets finished`.
+    pub fn title(&self, event: Happening) -> String {
+        let what = match event {
+            Happening::Finished if self.status == Status::Cancelled => "was cancelled",
+            Happening::Finished => "finished",
+            Happening::Failed => "failed",
+            Happening::Nan => "went NaN",
+            Happening::Stalled => "stalled",
+            Happening::Resumed => "resumed",
+        };
+        format!("{} {what}", self.name)
+    }
+
     /// One line that reads like a person wrote it, e.g.
     /// `resnet18 pets finished: 10/10 epochs in 42m, best valid_loss 0.183 at epoch 8, accuracy 0.947`.
     pub fn summary(&self, event: Happening, now_ms: u64) -> String {
-        let name = &self.name;
+        let head = self.title(event);
         let epochs = self.epochs_text();
         let took = duration(self.elapsed_ms);
         let results = self.results_text();
         match event {
             Happening::Finished if self.status == Status::Cancelled => {
-                format!("{name} was cancelled after {epochs} ({took}){results}")
+                format!("{head} after {epochs} ({took}){results}")
             }
-            Happening::Finished => format!("{name} finished: {epochs} in {took}{results}"),
+            Happening::Finished => format!("{head}: {epochs} in {took}{results}"),
             Happening::Failed => {
                 let why = if self.reason.is_empty() {
                     String::new()
                 } else {
                     format!(": {}", self.reason)
                 };
-                format!("{name} failed after {epochs} ({took}){why}{results}")
+                format!("{head} after {epochs} ({took}){why}{results}")
             }
             Happening::Nan => {
                 let bad: Vec<String> = self
@@ -364,16 +377,16 @@ impl Facts {
                     .map(|(n, v)| format!("{n} {}", number(*v)))
                     .collect();
                 format!(
-                    "{name} went NaN in epoch {}: {}",
+                    "{head} in epoch {}: {}",
                     self.epoch_of_total(),
                     bad.join(", ")
                 )
             }
             Happening::Stalled => format!(
-                "{name} stalled after {epochs}: nothing heard for {}",
+                "{head} after {epochs}: nothing heard for {}",
                 duration(now_ms.saturating_sub(self.updated_ms))
             ),
-            Happening::Resumed => format!("{name} resumed after {epochs}{results}"),
+            Happening::Resumed => format!("{head} after {epochs}{results}"),
         }
     }
 

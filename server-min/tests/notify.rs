@@ -398,10 +398,7 @@ async fn the_binary_reads_the_variable_and_the_file_and_logs_no_secret() {
 async fn https_webhooks_are_checked_against_the_system_roots() {
     use tokio::io::AsyncBufReadExt;
     let dir = tempfile::tempdir().unwrap();
-    let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-    let (cert, private) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, key.cert.pem()).unwrap();
-    std::fs::write(&private, key.signing_key.serialize_pem()).unwrap();
+    let (cert, private) = outbound::self_signed(dir.path());
     let mut receiver = Receiver::start_tls(&cert, &private).await;
     let url = receiver.url("https", "/hook/tls?events=finished");
     // The relay trusts what the system trusts; SSL_CERT_FILE makes the test's CA the system's.

@@ -149,6 +149,15 @@ async fn record(
     }
 }
 
+/// A fresh self-signed certificate for 127.0.0.1 and its key, as PEM files in `dir`: (cert, key).
+pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let (cert, private) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, key.cert.pem()).unwrap();
+    std::fs::write(&private, key.signing_key.serialize_pem()).unwrap();
+    (cert, private)
+}
+
 /// Waits until the relay's `/metrics` text satisfies `pred`; fails with the text after [`WAIT`].
 pub async fn wait_metrics(relay: SocketAddr, pred: impl Fn(&str) -> bool) -> String {
     let deadline = tokio::time::Instant::now() + WAIT;

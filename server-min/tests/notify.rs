@@ -83,6 +83,10 @@ async fn ntfy_and_webhook_get_the_documented_requests() {
     assert_eq!(body["reason"], "done");
     assert_eq!(body["text"], ntfy.body);
     assert_eq!(body["content"], ntfy.body);
+    // apprise-api's /notify fields.
+    assert_eq!(body["body"], ntfy.body);
+    assert_eq!(body["title"], "resnet18 pets finished");
+    assert_eq!(body["type"], "success");
     assert_eq!(body["url"], format!("http://relay.lan:8555/#{id}"));
 
     // NaN goes to ntfy (default events) but not to the webhook (finished,failed only).

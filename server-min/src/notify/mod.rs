@@ -666,12 +666,24 @@ impl Notice {
         Notice { event, facts, text }
     }
 
-    /// The webhook body: the facts, the event, and the summary as `text` and `content`.
+    /// The webhook body: the facts, the event, and the summary as `text`, `content` and `body`.
     pub fn json(&self) -> Value {
         let mut map = self.facts.to_json();
         map.insert("event".into(), self.event.as_str().into());
-        map.insert("text".into(), self.text.clone().into());
-        map.insert("content".into(), self.text.clone().into());
+        // The summary under the names chat services read: Slack `text`, Discord
+        // `content`, apprise-api `body` (with its `title` and `type`).
+        for key in ["text", "content", "body"] {
+            map.insert(key.into(), self.text.clone().into());
+        }
+        map.insert("title".into(), self.facts.title(self.event).into());
+        let kind = match self.event {
+            Happening::Finished if self.facts.status == Status::Cancelled => "warning",
+            Happening::Finished => "success",
+            Happening::Failed | Happening::Nan => "failure",
+            Happening::Stalled => "warning",
+            Happening::Resumed => "info",
+        };
+        map.insert("type".into(), kind.into());
         Value::Object(map)
     }
 }

@@ -304,7 +304,7 @@ async fn publish(
                     p.counters.lagged.fetch_add(n, Ordering::Relaxed);
                     // Catch up from the hub's current states instead.
                     for (id, _, state, updated_ms) in p.hub.list() {
-                        p.update(&Change { id, created_ms: 0, updated_ms, state, event: None });
+                        p.update(&Change::current(id, updated_ms, state));
                     }
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
@@ -345,13 +345,7 @@ impl Publisher {
             seen.announced = false;
         }
         for (id, _, state, updated_ms) in held {
-            self.update(&Change {
-                id,
-                created_ms: 0,
-                updated_ms,
-                state,
-                event: None,
-            });
+            self.update(&Change::current(id, updated_ms, state));
             self.flush_one(id);
         }
     }

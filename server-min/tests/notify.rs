@@ -181,6 +181,12 @@ async fn each_event_is_told_once_per_training_also_after_a_restart() {
     );
     let more = events(&mut receiver, Duration::from_millis(700)).await;
     assert!(more.is_empty(), "{more:?}");
+    // New progress reopens it: a run again, whose end is told again.
+    send_frame(&mut producer, &progress(id, seq + 1, 2, 1)).await;
+    send_frame(&mut producer, &finished(id, seq + 2)).await;
+    wait_ack(&mut producer, seq + 2).await;
+    let again = receiver.next("/hook/").await.json();
+    assert_eq!(again["event"], "finished");
     relay.stop().await;
 }
 

@@ -125,6 +125,22 @@ pub struct Change {
     pub state: TrainingState,
     /// The event, when the change is one.
     pub event: Option<Happening>,
+    /// True when an ended training runs again: its events may be told again.
+    pub reopened: bool,
+}
+
+impl Change {
+    /// A training's state as it is, without an event (for the bridge's catch-ups).
+    pub fn current(id: u32, updated_ms: u64, state: TrainingState) -> Change {
+        Change {
+            id,
+            created_ms: 0,
+            updated_ms,
+            state,
+            event: None,
+            reopened: false,
+        }
+    }
 }
 
 /// Counters of what the notifier and the bridge did, for `/metrics`.
@@ -222,6 +238,7 @@ impl Outlet {
                 updated_ms: training.updated_ms,
                 state: training.state.clone(),
                 event,
+                reopened: before.is_finished() && !training.state.status().is_finished(),
             }));
         }
     }
@@ -511,6 +528,22 @@ impl Told {
         })
     }
 
+    /// Forgets what was told about a training, when it runs again after it ended.
+    async fn forget(&self, id: u32, created_ms: u64) {
+        let conn = self.conn.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            conn.execute(
+                "DELETE FROM notified WHERE training_id = ?1 AND created_ms = ?2",
+                params![id, created_ms as i64],
+            )
+        })
+        .await;
+        if let Ok(Err(e)) = done {
+            tracing::warn!(error = %e, "cannot forget the notifications of a reopened training");
+        }
+    }
+
     /// Records `event` for the training; true when it was not recorded before.
     /// A database error says true: telling twice beats never telling.
     async fn first_time(&self, id: u32, created_ms: u64, event: Happening) -> bool {
@@ -723,6 +756,9 @@ async fn notifier(
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
+        if change.reopened {
+            told.forget(change.id, change.created_ms).await;
+        }
         let Some(event) = change.event else { continue };
         let wanted: Vec<_> = queues
             .iter()
@@ -821,13 +857,7 @@ mod tests {
     }
 
     fn change(state: TrainingState, updated_ms: u64) -> Change {
-        Change {
-            id: 7,
-            created_ms: 1,
-            updated_ms,
-            state,
-            event: None,
-        }
+        Change::current(7, updated_ms, state)
     }
 
     #[test]

@@ -303,7 +303,7 @@ async fn publish(
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     p.counters.lagged.fetch_add(n, Ordering::Relaxed);
                     // Catch up from the hub's current states instead.
-                    for (id, _, state, updated_ms) in p.hub.list() {
+                    for (id, state, updated_ms) in p.hub.list() {
                         p.update(&Change::current(id, updated_ms, state));
                     }
                 }
@@ -344,7 +344,7 @@ impl Publisher {
         for seen in self.trainings.values_mut() {
             seen.announced = false;
         }
-        for (id, _, state, updated_ms) in held {
+        for (id, state, updated_ms) in held {
             self.update(&Change::current(id, updated_ms, state));
             self.flush_one(id);
         }

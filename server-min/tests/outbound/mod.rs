@@ -69,8 +69,7 @@ impl Receiver {
         let app = Router::new().fallback(record).with_state(tx);
         match tls {
             Some((cert, key)) => {
-                let acceptor = watchtrain_relay::tls::acceptor(cert, key).unwrap();
-                let listener = watchtrain_relay::tls::TlsListener::new(listener, acceptor).unwrap();
+                let listener = TlsIncoming::new(listener, cert, key);
                 tokio::spawn(async move { axum::serve(listener, app).await });
             }
             None => {
@@ -112,6 +111,55 @@ impl Receiver {
             out.push(got);
         }
         out
+    }
+}
+
+/// HTTPS for the receiver: rustls over the TCP listener, handshakes in the accept loop.
+struct TlsIncoming {
+    tcp: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl TlsIncoming {
+    fn new(tcp: TcpListener, cert: &Path, key: &Path) -> TlsIncoming {
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_file_iter(cert)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(key).unwrap();
+        let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        TlsIncoming {
+            tcp,
+            acceptor: tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)),
+        }
+    }
+}
+
+impl axum::serve::Listener for TlsIncoming {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            if let Ok(tls) = self.acceptor.accept(tcp).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
     }
 }
 

@@ -78,14 +78,7 @@ async fn a_frame_acknowledged_during_a_locked_database_survives_kill_9() {
     relay.kill9().await;
 
     let relay = Binary::start(&args).await;
-    let (status, csv) = http(
-        relay.addr,
-        "GET",
-        &format!("/v1/trainings/{id}/history.csv"),
-        &[],
-        b"",
-    )
-    .await;
+    let (status, csv) = history_csv(relay.addr, u64::from(id), &[]).await;
     assert_eq!(status, 200);
     let epochs: Vec<&str> = csv
         .lines()
@@ -111,14 +104,7 @@ async fn a_corrupt_row_is_not_reused_and_history_is_capped() {
         send_frame(&mut producer, &stats(old, e + 1, e, &[e as f32])).await;
     }
     wait_ack(&mut producer, 30).await;
-    let (_, csv) = http(
-        relay.addr,
-        "GET",
-        &format!("/v1/trainings/{old}/history.csv"),
-        &[],
-        b"",
-    )
-    .await;
+    let (_, csv) = history_csv(relay.addr, u64::from(old), &[]).await;
     let epochs: Vec<&str> = csv
         .lines()
         .skip(1)
@@ -138,14 +124,7 @@ async fn a_corrupt_row_is_not_reused_and_history_is_capped() {
     let mut producer = connect(&relay.ws("/v1/produce")).await;
     let (new, _) = register(&mut producer, 0, "new", "new", &["loss"], 5).await;
     assert_ne!(new, old, "the unreadable training's id was reused");
-    let (_, csv) = http(
-        relay.addr,
-        "GET",
-        &format!("/v1/trainings/{new}/history.csv"),
-        &[],
-        b"",
-    )
-    .await;
+    let (_, csv) = history_csv(relay.addr, u64::from(new), &[]).await;
     assert_eq!(
         csv.lines().count(),
         1,

@@ -56,14 +56,7 @@ async fn register_progress_stats_finished_reach_a_consumer() {
     assert_eq!(one["history"].as_array().unwrap().len(), 2);
     assert_eq!(one["eta_ms"], 0);
 
-    let (status, csv) = http(
-        relay.addr,
-        "GET",
-        &format!("/v1/trainings/{id}/history.csv"),
-        &[],
-        b"",
-    )
-    .await;
+    let (status, csv) = history_csv(relay.addr, u64::from(id), &[]).await;
     assert_eq!(status, 200);
     assert_eq!(
         csv,
@@ -145,14 +138,7 @@ async fn duplicates_and_a_resent_buffer_change_nothing() {
     let one = get_json(relay.addr, &format!("/v1/trainings/{id}")).await;
     assert_eq!(one["last_seq"], 6);
     assert_eq!(one["history"].as_array().unwrap().len(), 6);
-    let (_, csv) = http(
-        relay.addr,
-        "GET",
-        &format!("/v1/trainings/{id}/history.csv"),
-        &[],
-        b"",
-    )
-    .await;
+    let (_, csv) = history_csv(relay.addr, u64::from(id), &[]).await;
     assert_eq!(csv.lines().count(), 1 + 6, "{csv}");
     let (_, metrics) = http(relay.addr, "GET", "/metrics", &[], b"").await;
     assert!(
@@ -319,14 +305,7 @@ async fn a_shell_script_posts_json() {
     // Metrics in name order; null is NaN, shown as null.
     assert_eq!(one["metrics"], serde_json::json!(["acc", "loss"]));
     assert_eq!(one["values"], serde_json::json!([null, 0.25]));
-    let (_, csv) = http(
-        relay.addr,
-        "GET",
-        &format!("/v1/trainings/{id}/history.csv"),
-        &auth,
-        b"",
-    )
-    .await;
+    let (_, csv) = history_csv(relay.addr, id, &auth).await;
     assert_eq!(csv.lines().count(), 3, "{csv}");
     relay.stop().await;
 }

@@ -66,35 +66,20 @@ async fn foreign_web_pages_can_neither_write_nor_read() {
 
     // A form or fetch from a foreign page: refused; a text/plain "simple" request too.
     let body = post_body(&[stats(id, 1, 0, &[0.5])]);
-    let (status, reply) = http(
-        relay.addr,
-        "POST",
-        &format!("/v1/trainings/{id}/frames"),
-        &[
-            ("Origin", "http://evil.example"),
-            ("Content-Type", "application/octet-stream"),
-        ],
-        &body,
-    )
-    .await;
-    assert_eq!(
-        (status, error_of(&reply).as_str()),
-        (403, "origin"),
-        "{reply}"
-    );
-    let (status, reply) = http(
-        relay.addr,
-        "POST",
-        &format!("/v1/trainings/{id}/frames"),
-        &[("Content-Type", "text/plain")],
-        &body,
-    )
-    .await;
-    assert_eq!(
-        (status, error_of(&reply).as_str()),
-        (415, "media_type"),
-        "{reply}"
-    );
+    let path = format!("/v1/trainings/{id}/frames");
+    for (headers, want) in [
+        (
+            vec![
+                ("Origin", "http://evil.example"),
+                ("Content-Type", "application/octet-stream"),
+            ],
+            (403, "origin"),
+        ),
+        (vec![("Content-Type", "text/plain")], (415, "media_type")),
+    ] {
+        let (status, reply) = http(relay.addr, "POST", &path, &headers, &body).await;
+        assert_eq!((status, error_of(&reply).as_str()), want, "{reply}");
+    }
 
     // DNS rebinding: a name that is not the relay's.
     let (status, reply) = get(relay.addr, "rebind.evil.example:8555", "/v1/trainings").await;
@@ -315,14 +300,7 @@ async fn a_registration_flood_evicts_no_running_training() {
     assert!(refused > 0, "the flood was never refused");
     let one = get_json(relay.addr, &format!("/v1/trainings/{id}")).await;
     assert_eq!(one["name"], "real");
-    let (_, csv) = http(
-        relay.addr,
-        "GET",
-        &format!("/v1/trainings/{id}/history.csv"),
-        &[],
-        b"",
-    )
-    .await;
+    let (_, csv) = history_csv(relay.addr, u64::from(id), &[]).await;
     assert_eq!(csv.lines().count(), 2, "{csv}");
     relay.stop().await;
 }
@@ -436,14 +414,7 @@ async fn errors_are_json_everywhere() {
         "{body}"
     );
     let big = vec![0u8; 4096 * 64 + 1];
-    let (status, body) = http(
-        relay.addr,
-        "POST",
-        "/v1/trainings/0/frames",
-        &[("Content-Type", "application/octet-stream")],
-        &big,
-    )
-    .await;
+    let (status, body) = post_octets(relay.addr, 0, &big).await;
     assert_eq!(
         (status, error_of(&body).as_str()),
         (413, "too_large"),
@@ -491,14 +462,7 @@ async fn names_cannot_forge_log_lines_or_spreadsheet_formulas() {
         .err(),
         Some(403)
     );
-    let (_, csv) = http(
-        relay.addr,
-        "GET",
-        &format!("/v1/trainings/{id}/history.csv"),
-        &[],
-        b"",
-    )
-    .await;
+    let (_, csv) = history_csv(relay.addr, u64::from(id), &[]).await;
     let header = csv.split('\n').next().unwrap();
     assert_eq!(
         header, "epoch,duration_ms,'=HYPERLINK(1),\"a\rb\",plain",
@@ -550,14 +514,7 @@ async fn the_largest_refusals_are_read_not_reset() {
     let relay = Relay::start(Config::in_memory()).await;
     // A 64 MiB POST: the client sends it all and reads a JSON 413.
     let big = vec![0u8; 64 << 20];
-    let (status, body) = http(
-        relay.addr,
-        "POST",
-        "/v1/trainings/0/frames",
-        &[("Content-Type", "application/octet-stream")],
-        &big,
-    )
-    .await;
+    let (status, body) = post_octets(relay.addr, 0, &big).await;
     assert_eq!(
         (status, error_of(&body).as_str()),
         (413, "too_large"),

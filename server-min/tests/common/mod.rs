@@ -496,12 +496,18 @@ pub fn post_body(frames: &[Frame]) -> Vec<u8> {
 
 /// POSTs frames as `application/octet-stream`.
 pub async fn post_frames(addr: SocketAddr, id: u32, frames: &[Frame]) -> (u16, String) {
-    http(
-        addr,
-        "POST",
-        &format!("/v1/trainings/{id}/frames"),
-        &[("Content-Type", "application/octet-stream")],
-        &post_body(frames),
-    )
-    .await
+    post_octets(addr, id, &post_body(frames)).await
+}
+
+/// POSTs a body of frames (or anything) as `application/octet-stream`.
+pub async fn post_octets(addr: SocketAddr, id: u32, body: &[u8]) -> (u16, String) {
+    let path = format!("/v1/trainings/{id}/frames");
+    let octets = [("Content-Type", "application/octet-stream")];
+    http(addr, "POST", &path, &octets, body).await
+}
+
+/// `GET /v1/trainings/{id}/history.csv` with `headers`.
+pub async fn history_csv(addr: SocketAddr, id: u64, headers: &[(&str, &str)]) -> (u16, String) {
+    let path = format!("/v1/trainings/{id}/history.csv");
+    http(addr, "GET", &path, headers, b"").await
 }

@@ -132,3 +132,79 @@ async fn a_corrupt_row_is_not_reused_and_history_is_capped() {
     );
     relay.stop().await;
 }
+
+/// Unmounts the tmpfs when dropped, also when the test fails.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// A tmpfs of `size` at a new directory (the test runs as root, as `./scripts/test` does).
+    fn mount(dir: &std::path::Path, size: &str) -> Tmpfs {
+        let point = dir.join("disk");
+        std::fs::create_dir(&point).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&point)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "mount -t tmpfs failed: this test needs root"
+        );
+        Tmpfs(point)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_delays_the_ack_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Tmpfs::mount(dir.path(), "2m");
+    let db = disk.0.join("relay.sqlite3");
+    let args = ["--db", db.to_str().unwrap()];
+    let relay = Binary::start(&args).await;
+    let mut producer = connect(&relay.ws("/v1/produce")).await;
+    let (id, _) = register(&mut producer, 0, "full", "full", &["loss"], 5).await;
+    send_frame(&mut producer, &stats(id, 1, 0, &[0.9])).await;
+    wait_ack(&mut producer, 1).await;
+
+    // Fill the disk to the last byte.
+    let filler = disk.0.join("filler");
+    let mut file = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![0u8; 4096];
+    while std::io::Write::write_all(&mut file, &chunk).is_ok() {}
+    drop(file);
+    send_frame(&mut producer, &stats(id, 2, 1, &[0.8])).await;
+    let mut unhealthy = false;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !unhealthy && tokio::time::Instant::now() < deadline {
+        unhealthy = http(relay.addr, "GET", "/healthz", &[], b"").await.0 == 503;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        unhealthy,
+        "/healthz said ok on a full disk; logs:\n{}",
+        relay.logs()
+    );
+    // No ack while the disk is full.
+    let early = tokio::time::timeout(Duration::from_millis(500), wait_ack(&mut producer, 2)).await;
+    assert!(early.is_err(), "seq 2 was acknowledged on a full disk");
+    // Room again: the kept write goes through and is acknowledged.
+    std::fs::remove_file(&filler).unwrap();
+    wait_ack(&mut producer, 2).await;
+    relay.kill9().await;
+
+    let relay = Binary::start(&args).await;
+    let (_, csv) = history_csv(relay.addr, u64::from(id), &[]).await;
+    let epochs: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(epochs, ["0", "1"], "{csv}");
+    relay.kill9().await;
+}

@@ -129,6 +129,10 @@ async fn face_png(
                 .acquire()
                 .await
                 .map_err(|_| Rejection::new(Reason::Internal, "render slots closed"))?;
+            // The same face may have been rendered while this request waited for a slot.
+            if let Some(png) = faces.cached(key) {
+                return Ok(png_response(png));
+            }
             // Rendering and PNG compression take milliseconds: off the async workers.
             let png = tokio::task::spawn_blocking(move || {
                 render(&state, Screen::new(w, h), &Theme::dark()).to_png()
@@ -140,12 +144,13 @@ async fn face_png(
             png
         }
     };
-    Ok((
-        [
-            (header::CONTENT_TYPE, "image/png"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        png,
-    )
-        .into_response())
+    Ok(png_response(png))
+}
+
+fn png_response(png: Bytes) -> Response {
+    let headers = [
+        (header::CONTENT_TYPE, "image/png"),
+        (header::CACHE_CONTROL, "no-store"),
+    ];
+    (headers, png).into_response()
 }

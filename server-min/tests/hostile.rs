@@ -537,3 +537,32 @@ async fn the_largest_refusals_are_read_not_reset() {
     assert!(close.reason.contains("max-frame-bytes"), "{close:?}");
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_large_faces_at_once_keep_memory_bounded() {
+    let relay = Binary::start(&["--db", ":memory:"]).await;
+    let mut producer = connect(&relay.ws("/v1/produce")).await;
+    let (id, _) = register(&mut producer, 0, "big", "big", &["loss"], 3).await;
+    let path = format!("/v1/trainings/{id}/face.png?w=2048&h=2048");
+    // 60: with the producer, under the 64 connections one address may hold.
+    let requests: Vec<_> = (0..60)
+        .map(|_| {
+            let path = path.clone();
+            let addr = relay.addr;
+            tokio::spawn(async move { http(addr, "GET", &path, &[], b"").await.0 })
+        })
+        .collect();
+    for request in requests {
+        assert_eq!(request.await.unwrap(), 200);
+    }
+    let pid = relay.child.id().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    println!("60 faces of 2048x2048 at once: relay peak RSS {peak_kib} KiB");
+    assert!(peak_kib < 200 * 1024, "peak RSS {peak_kib} KiB");
+    relay.kill9().await;
+}

@@ -198,3 +198,37 @@ test("behind a reverse proxy under a sub-path, every request stays under it", { 
   assert.ok(urls.some((u) => u.startsWith(`http://${proxy}/watchtrain/v1/trainings`)));
   await page.close();
 });
+
+test("at desktop size the large view reads out the epoch under the pointer", { timeout: 120000 }, async () => {
+  const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(`http://${addr}/`);
+  await framesArrive(page, 250); // a few epochs done
+  const big = await page.locator("#big").boundingBox();
+  const epochAt = async (fx) => {
+    await page.mouse.move(big.x + big.width * fx, big.y + big.height * 0.5);
+    await page.locator("#readout").waitFor({ state: "visible", timeout: 5000 });
+    const text = await page.textContent("#readout");
+    const m = text.match(/^epoch (\d+)\ntrain_loss (\S+)\nvalid_loss (\S+)\naccuracy (\S+)$/);
+    assert.ok(m, `read-out: ${JSON.stringify(text)}`);
+    return { epoch: Number(m[1]), values: m.slice(2).map(Number), text };
+  };
+  const left = await epochAt(0.12);
+  const right = await epochAt(0.6);
+  assert.equal(left.epoch, 1, left.text);
+  assert.ok(right.epoch > left.epoch, `${left.text} / ${right.text}`);
+  // The values are the relay's, for that epoch.
+  const id = await page.evaluate(() => window.watchtrain.chosen());
+  const state = await page.evaluate(async (id) => (await fetch(`v1/trainings/${id}`)).json(), id);
+  for (const r of [left, right]) {
+    const row = state.history.find((h) => h.epoch === r.epoch - 1);
+    assert.ok(row, `epoch ${r.epoch} in the relay's history`);
+    r.values.forEach((v, i) => assert.ok(Math.abs(v - row.values[i]) <= 1e-3 * Math.max(1, Math.abs(v)), `${r.text} vs ${row.values}`));
+  }
+  await page.screenshot({ path: join(OUT, "dashboard-desktop.png") });
+  await page.mouse.move(big.x - 20, big.y - 20);
+  await page.locator("#readout").waitFor({ state: "hidden", timeout: 5000 });
+  assert.deepEqual(errors, []);
+  await page.close();
+});

@@ -122,6 +122,8 @@ fn scale_for(screen: Screen) -> u32 {
 }
 
 /// The face, and where its chart is when it has curves.
+// Not inlined: `layout` and `readout` share one copy in the wasm.
+#[inline(never)]
 fn face(state: &TrainingState, screen: Screen, theme: &Theme) -> (Scene, Option<Plot>) {
     let screen = screen.clamped();
     let k = scale_for(screen);
@@ -409,7 +411,7 @@ impl Scale {
     /// The value at `t` of the scale's units.
     fn value(self, t: f32) -> f32 {
         if self.log {
-            10f32.powf(t)
+            (t * core::f32::consts::LN_10).exp()
         } else {
             t
         }
@@ -833,7 +835,7 @@ fn nice_ticks(lo: f32, hi: f32, max: usize) -> Vec<f32, 8> {
     if max < 2 || range.is_nan() || range <= 0.0 || range.is_infinite() {
         return ticks;
     }
-    let magnitude = 10f32.powf(((hi - lo) / max as f32).log10().floor());
+    let magnitude = 10f32.powi(((hi - lo) / max as f32).log10().floor() as i32);
     let count = |step: f32| (hi / step).floor() - (lo / step).ceil() + 1.0;
     let Some(step) = [1.0, 2.0, 5.0, 10.0, 20.0]
         .into_iter()

@@ -169,8 +169,11 @@ async function refresh() {
   }
 }
 
+// The large view in device pixels (sharp on a high-density screen; from 1600 px on the
+// face's text grows with it), at most 1920 wide.
 function fitBig() {
-  const w = Math.max(480, Math.min(1280, Math.floor($("large").clientWidth || 960)));
+  const css = $("large").clientWidth || 960;
+  const w = Math.max(480, Math.min(1920, Math.floor(css * (window.devicePixelRatio || 1))));
   const h = Math.round(w * 9 / 16);
   if (w !== big.view.width() || h !== big.view.height()) {
     big.view.resize(w, h);

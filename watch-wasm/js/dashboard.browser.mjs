@@ -200,12 +200,15 @@ test("behind a reverse proxy under a sub-path, every request stays under it", { 
 });
 
 test("at desktop size the large view reads out the epoch under the pointer", { timeout: 120000 }, async () => {
-  const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
+  // A high-density screen: the large view is drawn in device pixels, scaled up by the face.
+  const page = await browser.newPage({ viewport: { width: 1600, height: 1000 }, deviceScaleFactor: 2 });
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
   await page.goto(`http://${addr}/`);
   await framesArrive(page, 250); // a few epochs done
   const big = await page.locator("#big").boundingBox();
+  const canvasWidth = await page.evaluate(() => document.querySelector("#big").width);
+  assert.ok(canvasWidth >= 1.9 * big.width, `canvas ${canvasWidth} px for ${big.width} CSS px`);
   const epochAt = async (fx) => {
     await page.mouse.move(big.x + big.width * fx, big.y + big.height * 0.5);
     await page.locator("#readout").waitFor({ state: "visible", timeout: 5000 });

@@ -27,10 +27,9 @@ wasm-bindgen --target bundler --no-typescript --out-dir "$work" \
 # 4. wasm2js for runtimes without WebAssembly.
 "$bin/wasm2js" "$work/companion.wasm" -Oz -o "$work/wasm2js.js"
 node tools/build-companion.js "$work" "$work/companion.wasm" "$work/wasm2js.js" companion/gen
-# 5. The element pool of index.view, sized by the watch face (watch-wasm/src/scene.rs),
-#    and the face's icons for the <image> elements.
-pool() { sed -n "s/^pub const $1: usize = \([0-9]*\);.*/\1/p" "$root/watch-wasm/src/scene.rs"; }
-node tools/gen-view.js "$(pool MAX_RECTS)" "$(pool MAX_LINES)" "$(pool MAX_TEXTS)" "$(pool MAX_IMAGES)"
+# 5. The element pool of index.view, sized by protocol/vectors/limits.json (generated from
+#    the crates), and the face's icons for the <image> elements.
+node tools/gen-view.js "$root/protocol/vectors/limits.json"
 mkdir -p resources/icons
 cp "$root"/watch-wasm/icons/*.png resources/icons/ 2>/dev/null || true
 # 6. The Fitbit build.

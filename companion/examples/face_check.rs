@@ -14,7 +14,7 @@ use embedded_graphics::pixelcolor::Rgb888;
 use embedded_graphics::prelude::*;
 use embedded_graphics::primitives::Rectangle;
 use serde_json::{json, Value};
-use watchtrain_protocol::{Action, Frame};
+use watchtrain_protocol::{Action, Frame, TrainingState};
 use watchtrain_watch::icons::Icon;
 use watchtrain_watch::scene::{ImageItem, LineItem, RectItem, TextItem};
 use watchtrain_watch::{layout, render, vector, Anchor, Font, Framebuffer, Screen, Theme};
@@ -130,9 +130,10 @@ fn main() {
     let input: Value = serde_json::from_str(&input).expect("JSON on stdin");
     let frame =
         Frame::decode(&hex(input["snapshot"].as_str().unwrap_or(""))).expect("a snapshot frame");
-    let Action::Snapshot(state) = frame.action else {
+    let Action::Snapshot(snapshot) = frame.action else {
         panic!("not a snapshot: {:?}", frame.action)
     };
+    let state = TrainingState::try_from(snapshot).expect("decoded snapshots are consistent");
     let screen = Screen::VERSA3;
     let scene = layout(&state, screen, &Theme::dark());
     let mut expected = vector::Pool::default();
@@ -168,8 +169,8 @@ fn main() {
     println!(
         "{}",
         json!({
-            "name": state.name.as_str(),
-            "status": state.status.as_str(),
+            "name": state.name().as_str(),
+            "status": state.status().as_str(),
             "document_equals_face": diffs.is_empty(),
             "mismatches": diffs.iter().take(10).collect::<Vec<_>>(),
             "received_equals_face": received == expected,

@@ -203,19 +203,19 @@ impl Core {
             return Vec::new();
         };
         let mut events = Vec::new();
-        let name = state.name.as_str();
+        let name = state.name().as_str();
         // Finished.
-        if state.status.is_finished() {
-            let was_running = before.is_some_and(|b| !b.status.is_finished());
+        if state.status().is_finished() {
+            let was_running = before.is_some_and(|b| !b.status().is_finished());
             if was_running && !self.alerted.finished {
-                let kind = match state.status {
+                let kind = match state.status() {
                     Status::Completed => AlertKind::Completed,
                     Status::Failed => AlertKind::Failed,
                     _ => AlertKind::Cancelled,
                 };
-                let mut text = format!("{name} {}", state.status.as_str());
-                if !state.reason.is_empty() {
-                    text = format!("{text}: {}", state.reason);
+                let mut text = format!("{name} {}", state.status().as_str());
+                if !state.reason().is_empty() {
+                    text = format!("{text}: {}", state.reason());
                 }
                 events.push((kind, text));
             }
@@ -224,8 +224,8 @@ impl Core {
             self.alerted.finished = false;
         }
         // Stalled.
-        if state.status == Status::Stalled {
-            let was_moving = before.is_some_and(|b| b.status != Status::Stalled);
+        if state.status() == Status::Stalled {
+            let was_moving = before.is_some_and(|b| b.status() != Status::Stalled);
             if was_moving && !self.alerted.stalled {
                 events.push((AlertKind::Stalled, format!("{name} stalled")));
             }
@@ -235,7 +235,7 @@ impl Core {
         }
         // A metric turned NaN or infinite.
         let mut mask = 0u32;
-        for (i, v) in state.latest.iter().enumerate() {
+        for (i, v) in state.latest().iter().enumerate() {
             if !v.is_finite() {
                 mask |= 1 << i;
             }
@@ -243,8 +243,8 @@ impl Core {
         let fresh = mask & !self.alerted.not_finite;
         if fresh != 0 && before.is_some() {
             let i = fresh.trailing_zeros() as usize;
-            let metric = state.metrics.get(i).map_or("metric", |m| m.as_str());
-            let value = format::value(state.latest[i]);
+            let metric = state.metrics().get(i).map_or("metric", |m| m.as_str());
+            let value = format::value(state.latest()[i]);
             events.push((AlertKind::NotFinite, format!("{metric} is {value}")));
         }
         self.alerted.not_finite = mask;

@@ -30,7 +30,7 @@
 //!     name: truncated("mnist"), epochs: 5, ..Default::default() }) };
 //! let out = core.relay_frame(&register.to_bytes()?, 5_000.0);
 //! assert!(out.iter().all(|m| m.cbor_len() <= watchtrain_companion::watch::MAX_MESSAGE_BYTES));
-//! assert_eq!(core.training().map(|(id, s)| (id, s.epochs)), Some((3, 5)));
+//! assert_eq!(core.training().map(|(id, s)| (id, s.epochs())), Some((3, 5)));
 //! # Ok::<(), Error>(())
 //! ```
 //!

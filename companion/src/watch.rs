@@ -13,8 +13,9 @@
 //! and whenever its display turns on or off. The companion answers it with
 //! the relay state and a full repaint.
 
-/// Largest message the watch accepts, in bytes (Fitbit's `MAX_MESSAGE_SIZE` is about 1 KiB).
-pub const MAX_MESSAGE_BYTES: usize = 1024;
+use watchtrain_watch::limits::MAX_ALERT_LEN;
+/// Largest message the watch accepts, CBOR included (Fitbit's `MAX_MESSAGE_SIZE` is about 1 KiB).
+pub use watchtrain_watch::limits::MAX_WATCH_MESSAGE as MAX_MESSAGE_BYTES;
 
 /// Type of a relay-state message.
 pub const MSG_RELAY: i64 = 2;
@@ -153,8 +154,8 @@ pub fn relay_message(state: RelayState) -> Value {
 /// An alert message; the text is cut to the watch's text length.
 pub fn alert_message(kind: AlertKind, text: &str) -> Value {
     let mut text = text.to_string();
-    if text.len() > 48 {
-        let mut end = 48;
+    if text.len() > MAX_ALERT_LEN {
+        let mut end = MAX_ALERT_LEN;
         while !text.is_char_boundary(end) {
             end -= 1;
         }

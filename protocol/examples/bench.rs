@@ -19,7 +19,7 @@ fn ns_per<F: FnMut()>(iterations: u32, mut f: F) -> f64 {
 }
 
 fn main() {
-    let metrics: Metrics = ["train_loss", "valid_loss", "accuracy", "f1"]
+    let metrics: MetricNames = ["train_loss", "valid_loss", "accuracy", "f1"]
         .iter()
         .map(|m| truncated(m))
         .collect();

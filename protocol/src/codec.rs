@@ -71,8 +71,11 @@ impl Frame {
         if !left.is_empty() {
             return Err(Error::DecodeTrailingBytes);
         }
-        if let Action::Snapshot(state) = &action {
-            state.check()?;
+        // The one place wire data is checked: what decodes is consistent.
+        if let Action::Snapshot(snapshot) = &action {
+            if !snapshot.is_consistent() {
+                return Err(Error::DecodeInconsistentSnapshot);
+            }
         }
         Ok(Frame {
             training_id,

@@ -4,7 +4,6 @@ use heapless::{String, Vec};
 use serde::{Deserialize, Serialize};
 
 use crate::limits::*;
-use crate::state::TrainingState;
 
 /// A training's display name.
 pub type Name = String<MAX_NAME_LEN>;
@@ -13,7 +12,7 @@ pub type MetricName = String<MAX_METRIC_NAME_LEN>;
 /// The producer-chosen key of a run.
 pub type RunKey = String<MAX_RUN_KEY_LEN>;
 /// The registered metric names, in the order stats values follow.
-pub type Metrics = Vec<MetricName, MAX_METRICS>;
+pub type MetricNames = Vec<MetricName, MAX_METRICS>;
 /// One value per registered metric (NaN and inf are legal).
 pub type Values = Vec<f32, MAX_METRICS>;
 /// A log line.
@@ -57,7 +56,7 @@ pub enum Action {
     /// Sent by the relay to a producer: every frame up to `seq` is applied.
     Ack(Ack),
     /// The whole state of one training, for a consumer that joins late.
-    Snapshot(TrainingState),
+    Snapshot(Snapshot),
 }
 
 /// A training's registration.
@@ -69,7 +68,7 @@ pub struct Register {
     pub run_key: RunKey,
     /// Metric names; stats values follow this order. Empty keeps the names a
     /// registration of the same training gave before.
-    pub metrics: Metrics,
+    pub metrics: MetricNames,
     /// Epochs planned, `0` if unknown.
     pub epochs: u32,
     /// Train batches per epoch, `0` if unknown.
@@ -160,6 +159,148 @@ pub struct Finished {
 pub struct Ack {
     /// The highest sequence number applied to the training.
     pub seq: u32,
+}
+
+/// Where a training is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Status {
+    /// Registered (or only seen), no progress or stats yet.
+    #[default]
+    Waiting,
+    /// Frames are arriving.
+    Running,
+    /// Nothing arrived for too long (the relay says so).
+    Stalled,
+    /// Ended normally.
+    Completed,
+    /// Ended with an error.
+    Failed,
+    /// Stopped by someone.
+    Cancelled,
+}
+
+impl Status {
+    /// True once the training has ended.
+    pub fn is_finished(self) -> bool {
+        matches!(self, Status::Completed | Status::Failed | Status::Cancelled)
+    }
+
+    /// A lower-case word for people and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Waiting => "waiting",
+            Status::Running => "running",
+            Status::Stalled => "stalled",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Batch progress of one phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Bar {
+    /// Batches done.
+    pub done: u32,
+    /// Batches in all, `0` if unknown.
+    pub total: u32,
+}
+
+/// The best value a metric reached so far.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Best {
+    /// The epoch it was reached in.
+    pub epoch: u32,
+    /// The value (NaN until a finite value arrives).
+    pub value: f32,
+}
+
+/// A training's whole state as it travels: the payload of [`Action::Snapshot`].
+/// Field order is the wire order (`WIRE.md`).
+///
+/// This is plain wire data. [`Frame::decode`] refuses a snapshot whose parts
+/// disagree, and the reducer's `TrainingState` is built from one only through
+/// `TryFrom<Snapshot>`, which checks the same, so a state cannot be inconsistent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Display name.
+    pub name: Name,
+    /// Registered metric names.
+    pub metrics: MetricNames,
+    /// Epochs planned, `0` if unknown.
+    pub epochs: u32,
+    /// Where the training is in its life.
+    pub status: Status,
+    /// Why it finished, when it did.
+    pub reason: Reason,
+    /// The current epoch, 0-based: of the latest progress, or of the latest stats when further.
+    pub epoch: u32,
+    /// The phase of the latest progress.
+    pub phase: Phase,
+    /// Train batch progress of the current epoch.
+    pub train: Bar,
+    /// Valid batch progress of the current epoch.
+    pub valid: Bar,
+    /// Epoch distance between history rows: a power of two, at least 1.
+    pub stride: u32,
+    /// History rows, `metrics.len()` values each: row `i` is epoch `i * stride`.
+    pub history: Vec<f32, HISTORY_VALUES>,
+    /// The latest stats epoch, if any.
+    pub latest_epoch: Option<u32>,
+    /// The latest stats values: empty, or one per metric.
+    pub latest: Values,
+    /// Best value per metric: empty, or one per metric.
+    pub best: Vec<Best, MAX_METRICS>,
+    /// Sum of the durations of the epochs seen, in milliseconds.
+    pub elapsed_ms: u64,
+    /// How many epochs `elapsed_ms` covers.
+    pub timed_epochs: u32,
+    /// The highest producer `seq` applied.
+    pub last_seq: u32,
+}
+
+impl Default for Snapshot {
+    /// The snapshot of a training nothing was applied to.
+    fn default() -> Self {
+        Snapshot {
+            name: Name::new(),
+            metrics: MetricNames::new(),
+            epochs: 0,
+            status: Status::Waiting,
+            reason: Reason::new(),
+            epoch: 0,
+            phase: Phase::Train,
+            train: Bar::default(),
+            valid: Bar::default(),
+            stride: 1,
+            history: Vec::new(),
+            latest_epoch: None,
+            latest: Values::new(),
+            best: Vec::new(),
+            elapsed_ms: 0,
+            timed_epochs: 0,
+            last_seq: 0,
+        }
+    }
+}
+
+impl Snapshot {
+    /// Rows the history can hold for these metrics.
+    pub fn history_capacity(&self) -> usize {
+        HISTORY_VALUES / self.metrics.len().max(1)
+    }
+
+    /// Whether the parts agree with each other, so that no reader of the state can misbehave.
+    pub(crate) fn is_consistent(&self) -> bool {
+        let width = self.metrics.len();
+        self.stride.is_power_of_two()
+            && (width == 0 || self.history.len() % width == 0)
+            && (width != 0 || self.history.is_empty())
+            && (self.latest.is_empty() || self.latest.len() == width)
+            && (self.best.is_empty() || self.best.len() == width)
+            && self.history.len() / width.max(1) <= self.history_capacity()
+    }
 }
 
 /// Copies `s` into a bounded string, cutting at a character boundary when it is too long.

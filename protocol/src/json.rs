@@ -39,7 +39,7 @@ pub enum LegacyMessage {
         /// The training.
         training_id: Option<u32>,
         /// Metric names, learned from the payload's keys.
-        metrics: Metrics,
+        metrics: MetricNames,
         /// The values.
         stats: Stats,
     },
@@ -75,18 +75,18 @@ impl LegacyMessage {
         };
         match self {
             LegacyMessage::Register { .. } => push(Action::Register(Register {
-                name: state.name.clone(),
-                metrics: state.metrics.clone(),
-                epochs: state.epochs,
+                name: state.name().clone(),
+                metrics: state.metrics().clone(),
+                epochs: state.epochs(),
                 ..Default::default()
             })),
             LegacyMessage::Progress { progress, .. } => push(Action::Progress(*progress)),
             LegacyMessage::Stats { metrics, stats, .. } => {
-                if *metrics != state.metrics {
+                if metrics != state.metrics() {
                     push(Action::Register(Register {
-                        name: state.name.clone(),
+                        name: state.name().clone(),
                         metrics: metrics.clone(),
-                        epochs: state.epochs,
+                        epochs: state.epochs(),
                         ..Default::default()
                     }));
                 }
@@ -285,7 +285,7 @@ struct StatsPayload {
     training_id: Option<u32>,
     epoch: Option<u32>,
     duration_ms: u32,
-    metrics: Metrics,
+    metrics: MetricNames,
     values: Values,
 }
 
@@ -386,7 +386,7 @@ pub fn encode<'b>(
                 payload: StatsOut {
                     id,
                     stats: s,
-                    metrics: &state.metrics,
+                    metrics: state.metrics(),
                 },
             },
             buf,
@@ -468,7 +468,7 @@ impl Serialize for ProgressOut<'_> {
 struct StatsOut<'a> {
     id: u32,
     stats: &'a Stats,
-    metrics: &'a Metrics,
+    metrics: &'a MetricNames,
 }
 
 impl Serialize for StatsOut<'_> {

@@ -15,7 +15,7 @@
 //! use watchtrain_protocol::*;
 //!
 //! // Producer side.
-//! let metrics: Metrics = ["train_loss", "valid_loss", "accuracy"].iter().map(|m| truncated(m)).collect();
+//! let metrics: MetricNames = ["train_loss", "valid_loss", "accuracy"].iter().map(|m| truncated(m)).collect();
 //! let register = Frame { training_id: 1, seq: 0, action: Action::Register(Register {
 //!     name: truncated("resnet18 pets"), metrics, epochs: 10, ..Default::default() }) };
 //! let stats = Frame { training_id: 1, seq: 1, action: Action::Stats(Stats {
@@ -28,8 +28,8 @@
 //! let mut state = TrainingState::new();
 //! state.apply(&register)?;
 //! state.apply(&Frame::decode(&wire)?)?;
-//! assert_eq!(state.latest_epoch, Some(0));
-//! assert_eq!(state.best[2].value, 0.61);
+//! assert_eq!(state.latest_epoch(), Some(0));
+//! assert_eq!(state.best()[2].value, 0.61);
 //! assert_eq!(state.eta_ms(), Some(9 * 30_000));
 //!
 //! // A late joiner gets the whole state in one frame.
@@ -42,12 +42,20 @@
 
 mod codec;
 mod error;
+pub mod format;
 mod frame;
 pub mod json;
 pub mod limits;
 mod state;
 
 pub use error::Error;
-pub use frame::*;
-pub use limits::*;
-pub use state::*;
+pub use frame::{
+    truncated, Ack, Action, Bar, Best, Finished, Frame, Level, Log, LogText, MetricName,
+    MetricNames, Name, Outcome, Phase, Progress, Reason, Register, RunKey, Snapshot, Stats, Status,
+    Values,
+};
+pub use limits::{
+    FORMAT_VERSION, HISTORY_VALUES, MAX_FRAME_LEN, MAX_LEGACY_JSON_LEN, MAX_LOG_LEN, MAX_METRICS,
+    MAX_METRIC_NAME_LEN, MAX_NAME_LEN, MAX_REASON_LEN, MAX_RUN_KEY_LEN,
+};
+pub use state::{lower_is_better, Applied, TrainingState};

@@ -11,67 +11,11 @@
 //! rows and then the latest point. An epoch skipped by the producer leaves a
 //! row of NaN: a gap, not a made-up value.
 
-use heapless::Vec;
-use serde::{Deserialize, Serialize};
-
-use crate::frame::*;
-use crate::limits::*;
+use crate::frame::{
+    Action, Bar, Best, Frame, MetricNames, Name, Outcome, Phase, Progress, Reason, Register,
+    Snapshot, Stats, Status, Values,
+};
 use crate::Error;
-
-/// Where a training is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum Status {
-    /// Registered (or only seen), no progress or stats yet.
-    #[default]
-    Waiting,
-    /// Frames are arriving.
-    Running,
-    /// Nothing arrived for too long (the relay says so).
-    Stalled,
-    /// Ended normally.
-    Completed,
-    /// Ended with an error.
-    Failed,
-    /// Stopped by someone.
-    Cancelled,
-}
-
-impl Status {
-    /// True once the training has ended.
-    pub fn is_finished(self) -> bool {
-        matches!(self, Status::Completed | Status::Failed | Status::Cancelled)
-    }
-
-    /// A lower-case word for people and JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Waiting => "waiting",
-            Status::Running => "running",
-            Status::Stalled => "stalled",
-            Status::Completed => "completed",
-            Status::Failed => "failed",
-            Status::Cancelled => "cancelled",
-        }
-    }
-}
-
-/// Batch progress of one phase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Bar {
-    /// Batches done.
-    pub done: u32,
-    /// Batches in all, `0` if unknown.
-    pub total: u32,
-}
-
-/// The best value a metric reached so far.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-pub struct Best {
-    /// The epoch it was reached in.
-    pub epoch: u32,
-    /// The value (NaN until a finite value arrives).
-    pub value: f32,
-}
 
 /// What applying a frame did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,43 +28,34 @@ pub enum Applied {
     Ignored,
 }
 
-/// The whole state of one training. Field order is the snapshot's wire order.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// The whole state of one training, changed only by [`TrainingState::apply`].
+///
+/// Its parts always agree (history rows as wide as the metrics, a power-of-two
+/// stride, ...): it is built empty, by the reducer, or from a [`Snapshot`]
+/// through `TryFrom`, which refuses one whose parts disagree.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct TrainingState {
-    /// Display name.
-    pub name: Name,
-    /// Registered metric names.
-    pub metrics: Metrics,
-    /// Epochs planned, `0` if unknown.
-    pub epochs: u32,
-    /// Where the training is in its life.
-    pub status: Status,
-    /// Why it finished, when it did.
-    pub reason: Reason,
-    /// The epoch the latest progress is in, 0-based.
-    pub epoch: u32,
-    /// The phase of the latest progress.
-    pub phase: Phase,
-    /// Train batch progress of the current epoch.
-    pub train: Bar,
-    /// Valid batch progress of the current epoch.
-    pub valid: Bar,
-    /// Epoch distance between history rows: a power of two, at least 1.
-    pub stride: u32,
-    /// History rows, `metrics.len()` values each (see the module docs).
-    pub history: Vec<f32, HISTORY_VALUES>,
-    /// The latest stats epoch, if any.
-    pub latest_epoch: Option<u32>,
-    /// The latest stats values.
-    pub latest: Values,
-    /// Best value per metric (lowest for losses and errors, highest otherwise).
-    pub best: Vec<Best, MAX_METRICS>,
-    /// Sum of the durations of the epochs seen, in milliseconds.
-    pub elapsed_ms: u64,
-    /// How many epochs `elapsed_ms` covers.
-    pub timed_epochs: u32,
-    /// The highest producer `seq` applied.
-    pub last_seq: u32,
+    /// The state in its wire form; private so that only the reducer changes it.
+    s: Snapshot,
+}
+
+impl TryFrom<Snapshot> for TrainingState {
+    type Error = Error;
+
+    /// The state a snapshot describes, or [`Error::DecodeInconsistentSnapshot`].
+    fn try_from(snapshot: Snapshot) -> Result<Self, Error> {
+        if snapshot.is_consistent() {
+            Ok(TrainingState { s: snapshot })
+        } else {
+            Err(Error::DecodeInconsistentSnapshot)
+        }
+    }
+}
+
+impl From<TrainingState> for Snapshot {
+    fn from(state: TrainingState) -> Snapshot {
+        state.s
+    }
 }
 
 /// True for metric names where lower is better (losses, errors, perplexity).
@@ -149,10 +84,93 @@ fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
 impl TrainingState {
     /// A state with nothing applied yet.
     pub fn new() -> Self {
-        TrainingState {
-            stride: 1,
-            ..Default::default()
-        }
+        Self::default()
+    }
+
+    /// Display name.
+    pub fn name(&self) -> &Name {
+        &self.s.name
+    }
+
+    /// Registered metric names; stats values follow this order.
+    pub fn metrics(&self) -> &MetricNames {
+        &self.s.metrics
+    }
+
+    /// Epochs planned, `0` if unknown.
+    pub fn epochs(&self) -> u32 {
+        self.s.epochs
+    }
+
+    /// Where the training is in its life.
+    pub fn status(&self) -> Status {
+        self.s.status
+    }
+
+    /// Why it finished, when it did.
+    pub fn reason(&self) -> &Reason {
+        &self.s.reason
+    }
+
+    /// The current epoch, 0-based: that of the latest progress, or of the latest
+    /// stats when they are further along (a producer may send only stats).
+    pub fn epoch(&self) -> u32 {
+        self.s.epoch
+    }
+
+    /// The phase of the latest progress.
+    pub fn phase(&self) -> Phase {
+        self.s.phase
+    }
+
+    /// Train batch progress of the current epoch.
+    pub fn train(&self) -> Bar {
+        self.s.train
+    }
+
+    /// Valid batch progress of the current epoch.
+    pub fn valid(&self) -> Bar {
+        self.s.valid
+    }
+
+    /// Epoch distance between history rows: a power of two, at least 1.
+    pub fn stride(&self) -> u32 {
+        self.s.stride
+    }
+
+    /// The latest stats epoch, if any.
+    pub fn latest_epoch(&self) -> Option<u32> {
+        self.s.latest_epoch
+    }
+
+    /// The latest stats values: empty before the first stats, else one per metric.
+    pub fn latest(&self) -> &Values {
+        &self.s.latest
+    }
+
+    /// Best value per metric: empty before the first stats, else one per metric.
+    pub fn best(&self) -> &[Best] {
+        &self.s.best
+    }
+
+    /// Sum of the durations of the epochs seen, in milliseconds.
+    pub fn elapsed_ms(&self) -> u64 {
+        self.s.elapsed_ms
+    }
+
+    /// How many epochs [`Self::elapsed_ms`] covers.
+    pub fn timed_epochs(&self) -> u32 {
+        self.s.timed_epochs
+    }
+
+    /// The highest producer `seq` applied.
+    pub fn last_seq(&self) -> u32 {
+        self.s.last_seq
+    }
+
+    /// The state in its wire form.
+    pub fn as_snapshot(&self) -> &Snapshot {
+        &self.s
     }
 
     /// Applies one frame. Pure and deterministic: the same frames in the same
@@ -173,7 +191,7 @@ impl TrainingState {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn apply(&mut self, frame: &Frame) -> Result<Applied, Error> {
-        if frame.seq != 0 && frame.seq <= self.last_seq {
+        if frame.seq != 0 && frame.seq <= self.s.last_seq {
             return Ok(Applied::Duplicate);
         }
         let applied = match &frame.action {
@@ -190,108 +208,116 @@ impl TrainingState {
                 Applied::Changed
             }
             Action::Log(_) | Action::Heartbeat => {
-                if self.status == Status::Stalled {
-                    self.status = Status::Running;
+                if self.s.status == Status::Stalled {
+                    self.s.status = Status::Running;
                 }
                 Applied::Changed
             }
             Action::Finished(f) => {
-                self.status = match f.outcome {
+                self.s.status = match f.outcome {
                     Outcome::Completed => Status::Completed,
                     Outcome::Failed => Status::Failed,
                     Outcome::Cancelled => Status::Cancelled,
                 };
-                self.reason = f.reason.clone();
+                self.s.reason = f.reason.clone();
                 Applied::Changed
             }
             Action::Stalled => {
-                if self.status.is_finished() {
+                if self.s.status.is_finished() {
                     return Ok(Applied::Ignored);
                 }
-                self.status = Status::Stalled;
+                self.s.status = Status::Stalled;
                 Applied::Changed
             }
             Action::Ack(_) => return Ok(Applied::Ignored),
             Action::Snapshot(s) => {
-                s.check()?;
-                *self = s.clone();
+                *self = TrainingState::try_from(s.clone())?;
                 return Ok(Applied::Changed);
             }
         };
-        self.last_seq = self.last_seq.max(frame.seq);
+        self.s.last_seq = self.s.last_seq.max(frame.seq);
         Ok(applied)
     }
 
     fn register(&mut self, r: &Register) {
-        self.name = r.name.clone();
+        self.s.name = r.name.clone();
         // Progress frames carry newer plans; a registration only fills in the unknown.
-        if self.epochs == 0 {
-            self.epochs = r.epochs;
+        if self.s.epochs == 0 {
+            self.s.epochs = r.epochs;
         }
-        if r.batches != 0 && self.train.total == 0 {
-            self.train.total = r.batches;
+        if r.batches != 0 && self.s.train.total == 0 {
+            self.s.train.total = r.batches;
         }
         // Empty metrics keep the registered ones, so a script can send a log or
         // progress under a run key without repeating the metric names.
-        if !r.metrics.is_empty() && r.metrics != self.metrics {
+        if !r.metrics.is_empty() && r.metrics != self.s.metrics {
             // New metric names make the old history meaningless.
-            self.metrics = r.metrics.clone();
-            self.history.clear();
-            self.latest.clear();
-            self.best.clear();
-            self.latest_epoch = None;
-            self.stride = 1;
+            self.s.metrics = r.metrics.clone();
+            self.s.history.clear();
+            self.s.latest.clear();
+            self.s.best.clear();
+            self.s.latest_epoch = None;
+            self.s.stride = 1;
         }
         // A producer registering again is alive; an ended training stays ended
         // (a resent registration must not reopen it), new progress reopens it.
-        if self.status == Status::Stalled {
-            self.status = Status::Running;
+        if self.s.status == Status::Stalled {
+            self.s.status = Status::Running;
+        }
+    }
+
+    /// Makes `epoch` the current one; the bars start over in a different epoch.
+    fn enter_epoch(&mut self, epoch: u32) {
+        if epoch != self.s.epoch {
+            self.s.epoch = epoch;
+            self.s.train.done = 0;
+            self.s.valid.done = 0;
         }
     }
 
     fn progress(&mut self, p: &Progress) {
-        if p.epoch != self.epoch {
-            self.epoch = p.epoch;
-            self.train.done = 0;
-            self.valid.done = 0;
-        }
+        self.enter_epoch(p.epoch);
         if p.epochs != 0 {
-            self.epochs = p.epochs;
+            self.s.epochs = p.epochs;
         }
-        self.phase = p.phase;
+        self.s.phase = p.phase;
         let bar = match p.phase {
-            Phase::Train => &mut self.train,
-            Phase::Valid => &mut self.valid,
+            Phase::Train => &mut self.s.train,
+            Phase::Valid => &mut self.s.valid,
         };
         bar.done = p.batch;
         bar.total = p.batches;
-        self.status = Status::Running;
-        self.reason.clear();
+        self.s.status = Status::Running;
+        self.s.reason.clear();
     }
 
     fn stats(&mut self, s: &Stats) -> Result<(), Error> {
-        if s.values.len() != self.metrics.len() {
+        if s.values.len() != self.s.metrics.len() {
             return Err(Error::ApplyMetricsMismatch);
         }
-        let is_new_epoch = self.latest_epoch.is_none_or(|latest| s.epoch > latest);
+        // A producer that sends only stats (no progress) is in the epoch it reports.
+        if s.epoch > self.s.epoch {
+            self.enter_epoch(s.epoch);
+        }
+        let is_new_epoch = self.s.latest_epoch.is_none_or(|latest| s.epoch > latest);
         if is_new_epoch {
-            self.elapsed_ms += u64::from(s.duration_ms);
-            self.timed_epochs += 1;
-            self.latest_epoch = Some(s.epoch);
-            self.latest = s.values.clone();
-        } else if self.latest_epoch == Some(s.epoch) {
-            self.latest = s.values.clone();
+            self.s.elapsed_ms += u64::from(s.duration_ms);
+            self.s.timed_epochs += 1;
+            self.s.latest_epoch = Some(s.epoch);
+            self.s.latest = s.values.clone();
+        } else if self.s.latest_epoch == Some(s.epoch) {
+            self.s.latest = s.values.clone();
         }
         self.record_history(s.epoch, &s.values);
         self.record_best(s.epoch, &s.values);
-        self.status = Status::Running;
-        self.reason.clear();
+        self.s.status = Status::Running;
+        self.s.reason.clear();
         Ok(())
     }
 
     /// Rows the history can hold for the registered metrics.
     pub fn history_capacity(&self) -> usize {
-        HISTORY_VALUES / self.metrics.len().max(1)
+        self.s.history_capacity()
     }
 
     fn record_history(&mut self, epoch: u32, values: &[f32]) {
@@ -299,27 +325,27 @@ impl TrainingState {
         if width == 0 {
             return;
         }
-        if epoch % self.stride != 0 {
+        if epoch % self.s.stride != 0 {
             return; // between kept rows: only `latest` shows it
         }
-        let mut row = (epoch / self.stride) as usize;
+        let mut row = (epoch / self.s.stride) as usize;
         while row >= self.history_capacity() {
             self.decimate();
-            if epoch % self.stride != 0 {
+            if epoch % self.s.stride != 0 {
                 return;
             }
-            row = (epoch / self.stride) as usize;
+            row = (epoch / self.s.stride) as usize;
         }
-        while self.history.len() < row * width {
+        while self.s.history.len() < row * width {
             // An epoch the producer skipped: a gap.
-            let _ = self.history.push(f32::NAN);
+            let _ = self.s.history.push(f32::NAN);
         }
         let start = row * width;
         for (i, v) in values.iter().enumerate() {
-            match self.history.get_mut(start + i) {
+            match self.s.history.get_mut(start + i) {
                 Some(slot) => *slot = *v,
                 None => {
-                    let _ = self.history.push(*v);
+                    let _ = self.s.history.push(*v);
                 }
             }
         }
@@ -327,30 +353,30 @@ impl TrainingState {
 
     /// Doubles the stride and keeps every other row.
     fn decimate(&mut self) {
-        let width = self.metrics.len().max(1);
-        let rows = self.history.len() / width;
+        let width = self.s.metrics.len().max(1);
+        let rows = self.s.history.len() / width;
         let mut kept = 0;
         for row in (0..rows).step_by(2) {
             for i in 0..width {
-                self.history[kept * width + i] = self.history[row * width + i];
+                self.s.history[kept * width + i] = self.s.history[row * width + i];
             }
             kept += 1;
         }
-        self.history.truncate(kept * width);
-        self.stride = self.stride.saturating_mul(2);
+        self.s.history.truncate(kept * width);
+        self.s.stride = self.s.stride.saturating_mul(2);
     }
 
     fn record_best(&mut self, epoch: u32, values: &[f32]) {
-        if self.best.len() != values.len() {
-            self.best.clear();
+        if self.s.best.len() != values.len() {
+            self.s.best.clear();
             for _ in values {
-                let _ = self.best.push(Best {
+                let _ = self.s.best.push(Best {
                     epoch: 0,
                     value: f32::NAN,
                 });
             }
         }
-        for ((best, value), name) in self.best.iter_mut().zip(values).zip(&self.metrics) {
+        for ((best, value), name) in self.s.best.iter_mut().zip(values).zip(&self.s.metrics) {
             if value.is_nan() {
                 continue;
             }
@@ -372,9 +398,10 @@ impl TrainingState {
 
     /// The kept history rows as `(epoch, values)`, oldest first.
     pub fn history_rows(&self) -> impl Iterator<Item = (u32, &[f32])> {
-        let width = self.metrics.len().max(1);
-        let stride = self.stride;
-        self.history
+        let width = self.s.metrics.len().max(1);
+        let stride = self.s.stride;
+        self.s
+            .history
             .chunks_exact(width)
             .enumerate()
             .map(move |(i, row)| ((i as u32).saturating_mul(stride), row))
@@ -384,38 +411,22 @@ impl TrainingState {
     /// epochs left, less the part of the current epoch already done.
     /// `None` until one epoch's duration is known or when epochs are unknown.
     pub fn eta_ms(&self) -> Option<u64> {
-        if self.status.is_finished() {
+        if self.s.status.is_finished() {
             return Some(0);
         }
-        if self.timed_epochs == 0 || self.epochs == 0 {
+        if self.s.timed_epochs == 0 || self.s.epochs == 0 {
             return None;
         }
-        let mean = self.elapsed_ms / u64::from(self.timed_epochs);
-        let done_epochs = self.latest_epoch.map_or(0, |e| u64::from(e) + 1);
-        let left = u64::from(self.epochs).saturating_sub(done_epochs);
+        let mean = self.s.elapsed_ms / u64::from(self.s.timed_epochs);
+        let done_epochs = self.s.latest_epoch.map_or(0, |e| u64::from(e) + 1);
+        let left = u64::from(self.s.epochs).saturating_sub(done_epochs);
         let mut eta = mean.saturating_mul(left);
-        if u64::from(self.epoch) == done_epochs && left > 0 && self.train.total > 0 {
-            let fraction =
-                f64::from(self.train.done.min(self.train.total)) / f64::from(self.train.total);
+        if u64::from(self.s.epoch) == done_epochs && left > 0 && self.s.train.total > 0 {
+            let fraction = f64::from(self.s.train.done.min(self.s.train.total))
+                / f64::from(self.s.train.total);
             eta = eta.saturating_sub((mean as f64 * fraction) as u64);
         }
         Some(eta)
-    }
-
-    /// Checks that the parts of a (decoded) state agree, so no accessor can misbehave.
-    pub fn check(&self) -> Result<(), Error> {
-        let width = self.metrics.len();
-        let consistent = self.stride.is_power_of_two()
-            && (width == 0 || self.history.len() % width == 0)
-            && (width != 0 || self.history.is_empty())
-            && (self.latest.is_empty() || self.latest.len() == width)
-            && (self.best.is_empty() || self.best.len() == width)
-            && self.history.len() / width.max(1) <= self.history_capacity();
-        if consistent {
-            Ok(())
-        } else {
-            Err(Error::DecodeInconsistentSnapshot)
-        }
     }
 
     /// This state as a snapshot frame of training `training_id`.
@@ -423,7 +434,7 @@ impl TrainingState {
         Frame {
             training_id,
             seq: 0,
-            action: Action::Snapshot(self.clone()),
+            action: Action::Snapshot(self.s.clone()),
         }
     }
 }

@@ -34,7 +34,7 @@ fn every_fastai_message_decodes_and_builds_the_state() {
         }
     }
     assert_eq!((progress, stats, debug), (72, 3, 2));
-    let names: Vec<&str> = state.metrics.iter().map(|m| m.as_str()).collect();
+    let names: Vec<&str> = state.metrics().iter().map(|m| m.as_str()).collect();
     assert_eq!(
         names,
         [
@@ -45,12 +45,12 @@ fn every_fastai_message_decodes_and_builds_the_state() {
             "precision_score"
         ]
     );
-    assert_eq!(state.latest_epoch, Some(2));
+    assert_eq!(state.latest_epoch(), Some(2));
     assert_eq!(state.history_rows().count(), 3);
-    assert_eq!(state.latest[0], 0.272_073_95_f32);
-    assert_eq!(state.epochs, 3);
+    assert_eq!(state.latest()[0], 0.272_073_95_f32);
+    assert_eq!(state.epochs(), 3);
     assert_eq!(
-        (state.epoch, state.valid),
+        (state.epoch(), state.valid()),
         (
             2,
             Bar {
@@ -60,15 +60,15 @@ fn every_fastai_message_decodes_and_builds_the_state() {
         )
     );
     assert_eq!(
-        state.train,
+        state.train(),
         Bar {
             done: 48,
             total: 48
         }
     );
     // Loss: lowest is best; accuracy: highest.
-    assert_eq!(state.best[0].epoch, 2);
-    assert_eq!(state.best[2].value, 0.882_812_5);
+    assert_eq!(state.best()[0].epoch, 2);
+    assert_eq!(state.best()[2].value, 0.882_812_5);
 }
 
 #[test]

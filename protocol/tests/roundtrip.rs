@@ -17,7 +17,7 @@ fn any_f32() -> impl Strategy<Value = f32> {
     ]
 }
 
-fn metrics() -> impl Strategy<Value = Metrics> {
+fn metrics() -> impl Strategy<Value = MetricNames> {
     prop::collection::vec(text::<MAX_METRIC_NAME_LEN>(), 0..=MAX_METRICS)
         .prop_map(|v| v.into_iter().collect())
 }
@@ -145,7 +145,7 @@ proptest! {
                 }
                 Ok(Applied::Changed) => {}
             }
-            prop_assert!(state.check().is_ok());
+            prop_assert!(TrainingState::try_from(state.as_snapshot().clone()).is_ok());
             let snapshot = state.to_snapshot(1).to_bytes().unwrap();
             let mut copy = TrainingState::new();
             copy.apply(&Frame::decode(&snapshot).unwrap()).unwrap();
@@ -178,33 +178,37 @@ proptest! {
 
 #[test]
 fn the_largest_snapshot_fits_one_frame() {
-    let mut s = TrainingState::new();
-    s.name = truncated(&"n".repeat(64));
-    s.reason = truncated(&"r".repeat(64));
-    s.metrics = (0..MAX_METRICS)
-        .map(|_| truncated(&"m".repeat(64)))
-        .collect();
-    s.epochs = u32::MAX;
-    s.status = Status::Cancelled;
-    s.epoch = u32::MAX;
-    s.train = Bar {
+    let bar = Bar {
         done: u32::MAX,
         total: u32::MAX,
     };
-    s.valid = s.train;
-    s.stride = 1 << 31;
-    s.history = (0..HISTORY_VALUES).map(|_| f32::NAN).collect();
-    s.latest_epoch = Some(u32::MAX);
-    s.latest = (0..MAX_METRICS).map(|_| 1.0).collect();
-    s.best = (0..MAX_METRICS)
-        .map(|_| Best {
-            epoch: u32::MAX,
-            value: 1.0,
-        })
-        .collect();
-    s.elapsed_ms = u64::MAX;
-    s.timed_epochs = u32::MAX;
-    s.last_seq = u32::MAX;
+    let s = Snapshot {
+        name: truncated(&"n".repeat(64)),
+        metrics: (0..MAX_METRICS)
+            .map(|_| truncated(&"m".repeat(64)))
+            .collect(),
+        epochs: u32::MAX,
+        status: Status::Cancelled,
+        reason: truncated(&"r".repeat(64)),
+        epoch: u32::MAX,
+        phase: Phase::Valid,
+        train: bar,
+        valid: bar,
+        stride: 1 << 31,
+        history: (0..HISTORY_VALUES).map(|_| f32::NAN).collect(),
+        latest_epoch: Some(u32::MAX),
+        latest: (0..MAX_METRICS).map(|_| 1.0).collect(),
+        best: (0..MAX_METRICS)
+            .map(|_| Best {
+                epoch: u32::MAX,
+                value: 1.0,
+            })
+            .collect(),
+        elapsed_ms: u64::MAX,
+        timed_epochs: u32::MAX,
+        last_seq: u32::MAX,
+    };
+    let s = TrainingState::try_from(s).unwrap();
     let bytes = s.to_snapshot(u32::MAX).to_bytes().unwrap();
     assert!(bytes.len() <= MAX_FRAME_LEN, "{} bytes", bytes.len());
     println!("largest snapshot: {} bytes", bytes.len());

@@ -41,10 +41,35 @@ fn progress(phase: Phase, epoch: u32, batch: u32, batches: u32) -> Action {
 fn register_then_waiting_then_running() {
     let mut s = TrainingState::new();
     s.apply(&f(0, register(&["loss"], 5))).unwrap();
-    assert_eq!((s.status, s.epochs), (Status::Waiting, 5));
+    assert_eq!((s.status(), s.epochs()), (Status::Waiting, 5));
     s.apply(&f(1, progress(Phase::Train, 0, 3, 10))).unwrap();
-    assert_eq!(s.status, Status::Running);
-    assert_eq!(s.train, Bar { done: 3, total: 10 });
+    assert_eq!(s.status(), Status::Running);
+    assert_eq!(s.train(), Bar { done: 3, total: 10 });
+}
+
+#[test]
+fn stats_without_progress_move_the_current_epoch() {
+    // `watchtrain tail`, `send` and `log_epoch` without `track` send only stats.
+    let mut s = TrainingState::new();
+    s.apply(&f(0, register(&["loss"], 5))).unwrap();
+    for e in 0..5 {
+        s.apply(&f(e + 1, stats(e, &[1.0]))).unwrap();
+        assert_eq!(s.epoch(), e, "after the stats of epoch {e}");
+    }
+    // A late stats of an older epoch does not move it back.
+    s.apply(&f(6, stats(2, &[0.5]))).unwrap();
+    assert_eq!(s.epoch(), 4);
+}
+
+#[test]
+fn stats_of_a_later_epoch_reset_the_bars_and_of_the_current_one_keep_them() {
+    let mut s = TrainingState::new();
+    s.apply(&f(0, register(&["loss"], 10))).unwrap();
+    s.apply(&f(1, progress(Phase::Train, 1, 7, 10))).unwrap();
+    s.apply(&f(2, stats(1, &[1.0]))).unwrap();
+    assert_eq!((s.epoch(), s.train()), (1, Bar { done: 7, total: 10 }));
+    s.apply(&f(3, stats(3, &[1.0]))).unwrap();
+    assert_eq!((s.epoch(), s.train()), (3, Bar { done: 0, total: 10 }));
 }
 
 #[test]
@@ -53,9 +78,9 @@ fn progress_of_a_new_epoch_resets_both_bars() {
     s.apply(&f(1, progress(Phase::Train, 0, 10, 10))).unwrap();
     s.apply(&f(2, progress(Phase::Valid, 0, 4, 4))).unwrap();
     s.apply(&f(3, progress(Phase::Train, 1, 2, 10))).unwrap();
-    assert_eq!((s.epoch, s.phase), (1, Phase::Train));
-    assert_eq!(s.train, Bar { done: 2, total: 10 });
-    assert_eq!(s.valid.done, 0);
+    assert_eq!((s.epoch(), s.phase()), (1, Phase::Train));
+    assert_eq!(s.train(), Bar { done: 2, total: 10 });
+    assert_eq!(s.valid().done, 0);
 }
 
 #[test]
@@ -76,8 +101,8 @@ fn duplicates_by_seq_change_nothing_and_unsequenced_always_apply() {
     s.apply(&f(0, register(&["loss"], 5))).unwrap();
     assert_eq!(s.apply(&f(1, stats(0, &[0.5]))), Ok(Applied::Changed));
     assert_eq!(s.apply(&f(1, stats(0, &[0.9]))), Ok(Applied::Duplicate));
-    assert_eq!(s.latest[0], 0.5);
-    assert_eq!((s.timed_epochs, s.last_seq), (1, 1));
+    assert_eq!(s.latest()[0], 0.5);
+    assert_eq!((s.timed_epochs(), s.last_seq()), (1, 1));
     assert_eq!(s.apply(&f(0, Action::Heartbeat)), Ok(Applied::Changed));
 }
 
@@ -90,14 +115,14 @@ fn best_is_lowest_for_losses_and_highest_otherwise_and_ignores_nan() {
     s.apply(&f(2, stats(1, &[0.3, f32::NAN]))).unwrap();
     s.apply(&f(3, stats(2, &[0.4, 0.6]))).unwrap();
     assert_eq!(
-        s.best[0],
+        s.best()[0],
         Best {
             epoch: 1,
             value: 0.3
         }
     );
     assert_eq!(
-        s.best[1],
+        s.best()[1],
         Best {
             epoch: 0,
             value: 0.7
@@ -115,14 +140,14 @@ fn history_decimates_evenly_over_the_whole_run() {
         s.apply(&f(e + 1, stats(e, &[e as f32; 4]))).unwrap();
     }
     assert_eq!(s.history_capacity(), HISTORY_VALUES / 4);
-    assert_eq!(s.stride, 8);
+    assert_eq!(s.stride(), 8);
     let rows: Vec<(u32, f32)> = s.history_rows().map(|(e, v)| (e, v[0])).collect();
     assert_eq!(rows.len(), 25);
     // Each kept row is the epoch it claims to be, spread over the whole run.
     assert!(rows.iter().all(|(e, v)| *v == *e as f32));
     assert_eq!(rows.first().unwrap().0, 0);
     assert_eq!(rows.last().unwrap().0, 192);
-    assert_eq!((s.latest_epoch, s.latest[0]), (Some(199), 199.0));
+    assert_eq!((s.latest_epoch(), s.latest()[0]), (Some(199), 199.0));
 }
 
 #[test]
@@ -137,7 +162,7 @@ fn skipped_epochs_are_gaps_and_late_epochs_overwrite_their_row() {
     s.apply(&f(3, stats(1, &[0.8]))).unwrap();
     assert_eq!(s.history_rows().nth(1).unwrap().1, &[0.8]);
     assert_eq!(
-        s.latest_epoch,
+        s.latest_epoch(),
         Some(3),
         "an older epoch does not become the latest"
     );
@@ -149,15 +174,15 @@ fn new_metric_names_reset_the_history_but_the_same_names_do_not() {
     s.apply(&f(0, register(&["loss"], 10))).unwrap();
     s.apply(&f(1, stats(0, &[1.0]))).unwrap();
     s.apply(&f(0, register(&["loss"], 10))).unwrap();
-    assert_eq!(s.history.len(), 1);
+    assert_eq!(s.history_rows().count(), 1);
     s.apply(&f(0, register(&[], 10))).unwrap();
     assert_eq!(
-        (s.metrics.len(), s.history.len()),
+        (s.metrics().len(), s.history_rows().count()),
         (1, 1),
         "empty metrics keep the registered ones"
     );
     s.apply(&f(0, register(&["loss", "acc"], 10))).unwrap();
-    assert!(s.history.is_empty() && s.latest_epoch.is_none());
+    assert!(s.history_rows().next().is_none() && s.latest_epoch().is_none());
 }
 
 #[test]
@@ -165,20 +190,20 @@ fn finish_stall_and_recovery() {
     let mut s = TrainingState::new();
     s.apply(&f(1, progress(Phase::Train, 0, 1, 10))).unwrap();
     s.apply(&f(0, Action::Stalled)).unwrap();
-    assert_eq!(s.status, Status::Stalled);
+    assert_eq!(s.status(), Status::Stalled);
     s.apply(&f(0, Action::Heartbeat)).unwrap();
-    assert_eq!(s.status, Status::Running);
+    assert_eq!(s.status(), Status::Running);
     let fin = Finished {
         outcome: Outcome::Failed,
         reason: truncated("ValueError"),
     };
     s.apply(&f(2, Action::Finished(fin))).unwrap();
     assert_eq!(
-        (s.status, s.reason.as_str()),
+        (s.status(), s.reason().as_str()),
         (Status::Failed, "ValueError")
     );
     assert_eq!(s.apply(&f(0, Action::Stalled)), Ok(Applied::Ignored));
-    assert_eq!(s.status, Status::Failed);
+    assert_eq!(s.status(), Status::Failed);
     assert_eq!(s.eta_ms(), Some(0));
 }
 
@@ -218,10 +243,19 @@ fn a_snapshot_replaces_the_state_and_an_inconsistent_one_is_refused() {
     let mut other = TrainingState::new();
     other.apply(&s.to_snapshot(1)).unwrap();
     assert_eq!(other, s);
-    let mut bad = s.clone();
-    bad.stride = 0;
+    let bad = Snapshot {
+        stride: 0,
+        ..s.as_snapshot().clone()
+    };
     assert_eq!(
-        other.apply(&bad.to_snapshot(1)),
+        TrainingState::try_from(bad.clone()),
         Err(Error::DecodeInconsistentSnapshot)
     );
+    let frame = Frame {
+        training_id: 1,
+        seq: 0,
+        action: Action::Snapshot(bad),
+    };
+    assert_eq!(other.apply(&frame), Err(Error::DecodeInconsistentSnapshot));
+    assert_eq!(other, s, "a refused snapshot changes nothing");
 }

@@ -35,7 +35,7 @@ fn phase(p: Phase) -> &'static str {
     }
 }
 
-fn state_meaning(s: &TrainingState) -> Value {
+fn snapshot_meaning(s: &Snapshot) -> Value {
     json!({
         "name": s.name.as_str(),
         "metrics": strings(&s.metrics),
@@ -88,7 +88,7 @@ fn meaning(f: &Frame) -> Value {
         Action::Heartbeat => ("heartbeat", Value::Null),
         Action::Stalled => ("stalled", Value::Null),
         Action::Ack(a) => ("ack", json!({"seq": a.seq})),
-        Action::Snapshot(s) => ("snapshot", state_meaning(s)),
+        Action::Snapshot(s) => ("snapshot", snapshot_meaning(s)),
     };
     let mut m = json!({"training_id": f.training_id, "seq": f.seq, "action": action});
     if !body.is_null() {
@@ -97,7 +97,7 @@ fn meaning(f: &Frame) -> Value {
     m
 }
 
-fn names(list: &[&str]) -> Metrics {
+fn names(list: &[&str]) -> MetricNames {
     list.iter().map(|n| truncated(n)).collect()
 }
 
@@ -338,12 +338,16 @@ fn vectors() -> Vec<(&'static str, &'static str, Frame)> {
 }
 
 fn rejects() -> Vec<(&'static str, Vec<u8>, Error)> {
-    let mut inconsistent = TrainingState::new();
-    inconsistent.metrics = names(&["a", "b"]);
-    inconsistent.history = heapless::Vec::from_slice(&[1.0, 2.0, 3.0]).unwrap();
-    let mut bad_stride = TrainingState::new();
-    bad_stride.stride = 3;
-    let unchecked = |s: &TrainingState| {
+    let inconsistent = Snapshot {
+        metrics: names(&["a", "b"]),
+        history: heapless::Vec::from_slice(&[1.0, 2.0, 3.0]).unwrap(),
+        ..Snapshot::default()
+    };
+    let bad_stride = Snapshot {
+        stride: 3,
+        ..Snapshot::default()
+    };
+    let unchecked = |s: &Snapshot| {
         let mut buf = vec![1u8];
         buf.extend(raw::encode_unchecked(&(
             9u32,
@@ -474,9 +478,9 @@ fn checked_in_vectors_match_the_crate() {
 #[test]
 fn bench_snapshot_is_decimated_and_fits() {
     let s = hundred_epochs();
-    assert_eq!(s.stride, 4);
+    assert_eq!(s.stride(), 4);
     assert_eq!(s.history_rows().count(), 25);
     assert_eq!(s.history_rows().last().unwrap().0, 96);
-    assert_eq!(s.latest_epoch, Some(99));
+    assert_eq!(s.latest_epoch(), Some(99));
     assert!(s.to_snapshot(3).to_bytes().unwrap().len() <= MAX_FRAME_LEN);
 }

@@ -299,7 +299,7 @@ async fn bench_relay(relay: &str, n: usize, burst_frames: u32) -> Figures {
         action: Action::Register(Register {
             name: truncated("bench"),
             run_key: truncated("bench"),
-            metrics: Metrics::new(),
+            metrics: MetricNames::new(),
             epochs: 10,
             batches: 0,
         }),

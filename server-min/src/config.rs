@@ -96,30 +96,42 @@ pub struct Config {
     /// Speed of the demo training: 1 = one epoch about every 20 s, 10 = ten times faster.
     #[arg(long, env = "WATCHTRAIN_DEMO_SPEED", default_value_t = 1.0)]
     pub demo_speed: f64,
+
+    /// Tell a URL when a training finishes, fails, goes NaN or stalls (repeatable; the variable
+    /// takes several, space-separated): `ntfy://host/topic`, `https://ntfy.sh/topic`, or any
+    /// `https://` webhook (JSON); `?events=finished,failed` picks the events.
+    #[arg(long = "notify", env = "WATCHTRAIN_NOTIFY", value_delimiter = ' ')]
+    pub notify: Vec<String>,
+
+    /// A file of `--notify` URLs, one a line (`#` comments), for URLs that hold secrets.
+    #[arg(long, env = "WATCHTRAIN_NOTIFY_FILE")]
+    pub notify_file: Option<PathBuf>,
+
+    /// How long a notification may take before it is retried (three retries, then given up).
+    #[arg(long, env = "WATCHTRAIN_NOTIFY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub notify_timeout: Duration,
+
+    /// Publish every training to an MQTT broker: `mqtt://[user:password@]host[:port]/prefix`
+    /// (`mqtts://` for TLS, `?ca=FILE` for a private CA), with Home Assistant discovery.
+    #[arg(long, env = "WATCHTRAIN_MQTT")]
+    pub mqtt: Option<String>,
+
+    /// The relay's address as phones see it, for links in notifications
+    /// (default: the first LAN address and the port).
+    #[arg(long, env = "WATCHTRAIN_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 impl Default for Config {
     /// The defaults of `--help`, ignoring the environment's `WATCHTRAIN_...` variables.
     fn default() -> Self {
-        Config {
-            listen: "0.0.0.0:8555".into(),
-            db: default_db(),
-            keep_trainings: 50,
-            stall_after: Duration::from_secs(300),
-            token: None,
-            consumer_token: None,
-            tls_cert: None,
-            tls_key: None,
-            max_frame_bytes: 4096,
-            max_trainings: 200,
-            max_consumers: 256,
-            max_fps: 1000,
-            consumer_queue: 256,
-            ping_interval: Duration::from_secs(20),
-            legacy_register_delay: Duration::from_millis(20),
-            demo: false,
-            demo_speed: 1.0,
-        }
+        use clap::{CommandFactory, FromArgMatches};
+        // Clap's own defaults, so that they are written once (in the attributes above).
+        let command = Config::command().mut_args(|arg| arg.env(None));
+        let matches = command.try_get_matches_from(["watchtrain-relay"]);
+        matches
+            .and_then(|m| Config::from_arg_matches(&m))
+            .expect("the defaults parse (tested by flag_defaults_match_default)")
     }
 }
 

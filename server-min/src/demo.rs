@@ -8,7 +8,10 @@ use axum::extract::ws::Message;
 use futures_channel::mpsc;
 use futures_util::{SinkExt, StreamExt};
 use tokio::time::Instant;
-use watchtrain_protocol::*;
+use watchtrain_protocol::{
+    truncated, Action, Finished, Frame, MetricNames, Outcome, Phase, Progress, Register, Stats,
+    Values,
+};
 
 use crate::hub::Hub;
 use crate::ws::{self, ProducerKind};
@@ -72,7 +75,7 @@ pub async fn run(hub: Arc<Hub>) {
             let bytes = frame.to_bytes().map(|b| b.to_vec()).unwrap_or_default();
             Ok::<_, axum::Error>(Message::Binary(bytes.into()))
         };
-        let metrics: Metrics = METRICS.iter().map(|m| truncated(m)).collect();
+        let metrics: MetricNames = METRICS.iter().map(|m| truncated(m)).collect();
         let register = Frame {
             training_id: 0,
             seq: 0,

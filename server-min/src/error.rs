@@ -145,6 +145,8 @@ pub enum RelayError {
     Tls(String),
     /// A socket error.
     Io(std::io::Error),
+    /// A `--notify` or `--mqtt` setting that cannot work.
+    Outbound(String),
 }
 
 impl std::fmt::Display for RelayError {
@@ -153,6 +155,7 @@ impl std::fmt::Display for RelayError {
             RelayError::Store(e) => write!(f, "{e}"),
             RelayError::Tls(e) => write!(f, "tls: {e}"),
             RelayError::Io(e) => write!(f, "io: {e}"),
+            RelayError::Outbound(e) => write!(f, "{e}"),
         }
     }
 }

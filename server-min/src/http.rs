@@ -332,19 +332,19 @@ fn num(v: f32) -> Value {
 
 fn summary(id: u32, run_key: &str, s: &TrainingState, updated_ms: u64) -> Value {
     let latest: serde_json::Map<String, Value> = s
-        .metrics
+        .metrics()
         .iter()
-        .zip(s.latest.iter())
+        .zip(s.latest().iter())
         .map(|(name, v)| (name.to_string(), num(*v)))
         .collect();
     json!({
         "id": id,
-        "name": s.name.as_str(),
+        "name": s.name().as_str(),
         "run_key": run_key,
-        "status": s.status.as_str(),
-        "epoch": s.epoch,
-        "epochs": s.epochs,
-        "latest_epoch": s.latest_epoch,
+        "status": s.status().as_str(),
+        "epoch": s.epoch(),
+        "epochs": s.epochs(),
+        "latest_epoch": s.latest_epoch(),
         "latest": latest,
         "updated_ms": updated_ms,
     })
@@ -379,22 +379,22 @@ async fn one(
         .map(|(epoch, row)| json!({"epoch": epoch, "values": row.iter().map(|x| num(*x)).collect::<Vec<_>>()}))
         .collect();
     let best: Vec<Value> = s
-        .best
+        .best()
         .iter()
         .map(|b| json!({"epoch": b.epoch, "value": num(b.value)}))
         .collect();
     let extra = json!({
-        "metrics": s.metrics.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
-        "reason": s.reason.as_str(),
-        "phase": match s.phase { watchtrain_protocol::Phase::Train => "train", watchtrain_protocol::Phase::Valid => "valid" },
-        "train": bar(s.train),
-        "valid": bar(s.valid),
-        "values": s.latest.iter().map(|x| num(*x)).collect::<Vec<_>>(),
+        "metrics": s.metrics().iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+        "reason": s.reason().as_str(),
+        "phase": match s.phase() { watchtrain_protocol::Phase::Train => "train", watchtrain_protocol::Phase::Valid => "valid" },
+        "train": bar(s.train()),
+        "valid": bar(s.valid()),
+        "values": s.latest().iter().map(|x| num(*x)).collect::<Vec<_>>(),
         "best": best,
         "history": history,
-        "elapsed_ms": s.elapsed_ms,
+        "elapsed_ms": s.elapsed_ms(),
         "eta_ms": s.eta_ms(),
-        "last_seq": s.last_seq,
+        "last_seq": s.last_seq(),
     });
     if let (Value::Object(v), Value::Object(extra)) = (&mut v, extra) {
         v.extend(extra);
@@ -412,7 +412,7 @@ async fn history_csv(
     let (_, s, _) = hub.get(id).ok_or_else(|| Rejection::unknown_training(id))?;
     let rows = hub.store.history(id).await;
     let mut csv = String::from("epoch,duration_ms");
-    for m in &s.metrics {
+    for m in s.metrics() {
         csv.push(',');
         csv.push_str(&m.replace([',', '"', '\n'], "_"));
     }
@@ -620,7 +620,10 @@ async fn metrics(State(hub): State<AppState>) -> Response {
             "Consumers resynced with a snapshot after falling behind.",
             c(&m.resyncs),
         ),
-    ] {
+    ]
+    .into_iter()
+    .chain(hub.outlet.counters.totals())
+    {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
@@ -640,6 +643,7 @@ async fn metrics(State(hub): State<AppState>) -> Response {
         "# HELP watchtrain_trainings Trainings held.\n# TYPE watchtrain_trainings gauge\nwatchtrain_trainings {}",
         hub.training_count()
     );
+    hub.outlet.counters.write_gauges(&mut out);
     (
         [(
             header::CONTENT_TYPE,

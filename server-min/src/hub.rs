@@ -9,7 +9,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::body::Bytes;
 use tokio::sync::{broadcast, watch};
 use watchtrain_protocol::json::{self, LegacyMessage};
-use watchtrain_protocol::*;
+use watchtrain_protocol::{
+    truncated, Action, Applied, Error, Frame, Phase, Progress, Register, Stats, Status,
+    TrainingState, MAX_LEGACY_JSON_LEN,
+};
 
 use crate::config::Config;
 use crate::error::{Reason, Rejection};
@@ -76,7 +79,7 @@ struct Inner {
 
 /// Prometheus counters and gauges.
 #[derive(Default)]
-pub struct Metrics {
+pub struct Counters {
     /// Binary WebSocket producers connected.
     pub producers: AtomicI64,
     /// Legacy JSON producers connected.
@@ -97,7 +100,7 @@ pub struct Metrics {
     pub rejected: [AtomicU64; Reason::ALL.len()],
 }
 
-impl Metrics {
+impl Counters {
     /// Counts a rejection.
     pub fn reject(&self, reason: Reason) {
         self.rejected[reason as usize].fetch_add(1, Ordering::Relaxed);
@@ -161,7 +164,7 @@ pub struct Hub {
     /// The persistence thread.
     pub store: Store,
     /// Counters for `/metrics`.
-    pub metrics: Metrics,
+    pub metrics: Counters,
     /// Trainings and indexes.
     inner: Mutex<Inner>,
     /// The training `/v1/watch` follows: the latest registered.
@@ -172,6 +175,8 @@ pub struct Hub {
     shutdown: watch::Sender<bool>,
     /// Token buckets of HTTP producers (`--max-fps`), by training id.
     pub post_buckets: Mutex<HashMap<u32, crate::ws::Bucket>>,
+    /// Changes for the notifier and the MQTT bridge (`--notify`, `--mqtt`).
+    pub outlet: crate::notify::Outlet,
 }
 
 /// Unix time in milliseconds.
@@ -193,8 +198,13 @@ pub struct RegisterRequest {
 }
 
 impl Hub {
-    /// A hub holding the stored trainings.
-    pub fn new(config: Config, store: Store, stored: Vec<StoredTraining>) -> Hub {
+    /// A hub holding the stored trainings; `unreadable` ids stay taken.
+    pub fn new(
+        config: Config,
+        store: Store,
+        stored: Vec<StoredTraining>,
+        unreadable: &[u32],
+    ) -> Hub {
         let mut trainings = HashMap::new();
         let mut by_key = HashMap::new();
         let mut latest: Option<(u64, u32)> = None;
@@ -220,11 +230,15 @@ impl Hub {
                 },
             );
         }
-        let next_id = trainings.keys().max().map_or(1, |m| m.saturating_add(1));
+        let next_id = trainings
+            .keys()
+            .chain(unreadable)
+            .max()
+            .map_or(1, |m| m.saturating_add(1));
         let (legacy_tx, _) = broadcast::channel(config.consumer_queue.max(1));
         Hub {
             store,
-            metrics: Metrics::default(),
+            metrics: Counters::default(),
             inner: Mutex::new(Inner {
                 trainings,
                 by_key,
@@ -236,6 +250,7 @@ impl Hub {
             legacy_tx,
             shutdown: watch::Sender::new(false),
             post_buckets: Mutex::new(HashMap::new()),
+            outlet: Default::default(),
             config,
         }
     }
@@ -298,13 +313,13 @@ impl Hub {
         let register = match req.register {
             Some(r) => r,
             None => Register {
-                name: if training.state.name.is_empty() {
+                name: if training.state.name().is_empty() {
                     truncated(&format!("training {id}"))
                 } else {
-                    training.state.name.clone()
+                    training.state.name().clone()
                 },
-                metrics: training.state.metrics.clone(),
-                epochs: training.state.epochs,
+                metrics: training.state.metrics().clone(),
+                epochs: training.state.epochs(),
                 ..Default::default()
             },
         };
@@ -313,12 +328,14 @@ impl Hub {
             seq: req.seq,
             action: Action::Register(register),
         };
+        let before = training.state.status();
         let applied = training.state.apply(&frame).map_err(apply_error)?;
         training.updated_ms = now;
         self.broadcast(training, &frame);
+        self.outlet.saw(training, before, &frame.action);
         let receipt = Some(self.store.save_training(training.stored()));
         training.dirty = false;
-        let last_seq = training.state.last_seq;
+        let last_seq = training.state.last_seq();
         drop(inner);
         self.latest.send_replace(Some(id));
         Ok(Ingested {
@@ -385,7 +402,8 @@ impl Hub {
             .values()
             .filter(|t| t.consumers == 0)
             .map(|t| {
-                let active = !(t.state.status.is_finished() || t.state.status == Status::Stalled);
+                let active =
+                    !(t.state.status().is_finished() || t.state.status() == Status::Stalled);
                 (active, t.updated_ms, t.id)
             })
             .collect();
@@ -395,7 +413,7 @@ impl Hub {
             if let Some(t) = inner.trainings.remove(&id) {
                 inner.by_key.retain(|_, v| *v != id);
                 drop(self.store.delete(id));
-                tracing::info!(id, name = %t.state.name, "training dropped (--keep-trainings)");
+                tracing::info!(id, name = %t.state.name(), "training dropped (--keep-trainings)");
             }
         }
     }
@@ -430,8 +448,9 @@ impl Hub {
             .trainings
             .get_mut(&id)
             .ok_or_else(|| Rejection::new(Reason::UnknownTraining, "training was dropped"))?;
+        let before = training.state.status();
         let applied = training.state.apply(frame).map_err(apply_error)?;
-        let last_seq = training.state.last_seq;
+        let last_seq = training.state.last_seq();
         if applied == Applied::Duplicate {
             self.metrics.duplicates.fetch_add(1, Ordering::Relaxed);
             return Ok(Ingested {
@@ -443,6 +462,7 @@ impl Hub {
         }
         training.updated_ms = now;
         self.broadcast(training, frame);
+        self.outlet.saw(training, before, &frame.action);
         let receipt = match &frame.action {
             Action::Stats(s) => {
                 training.dirty = false;
@@ -593,23 +613,23 @@ impl Hub {
         match latest.and_then(|id| inner.trainings.get(&id)) {
             Some(t) => {
                 let s = &t.state;
-                let bar = match s.phase {
-                    Phase::Train => s.train,
-                    Phase::Valid => s.valid,
+                let bar = match s.phase() {
+                    Phase::Train => s.train(),
+                    Phase::Valid => s.valid(),
                 };
                 let mut frames = vec![Action::Progress(Progress {
-                    phase: s.phase,
-                    epoch: s.epoch,
-                    epochs: s.epochs,
+                    phase: s.phase(),
+                    epoch: s.epoch(),
+                    epochs: s.epochs(),
                     batch: bar.done,
                     // An old watch divides by it.
                     batches: bar.total.max(1),
                 })];
-                if let Some(epoch) = s.latest_epoch {
+                if let Some(epoch) = s.latest_epoch() {
                     frames.push(Action::Stats(Stats {
                         epoch,
                         duration_ms: 0,
-                        values: s.latest.clone(),
+                        values: s.latest().clone(),
                     }));
                 }
                 for action in frames {
@@ -636,7 +656,7 @@ impl Hub {
         let stall_ms = self.config.stall_after.as_millis() as u64;
         let mut inner = self.lock();
         for training in inner.trainings.values_mut() {
-            let status = training.state.status;
+            let status = training.state.status();
             let silent = now.saturating_sub(training.updated_ms);
             if matches!(status, Status::Running | Status::Waiting) && silent > stall_ms {
                 let frame = Frame {
@@ -647,6 +667,7 @@ impl Hub {
                 if training.state.apply(&frame) == Ok(Applied::Changed) {
                     tracing::info!(id = training.id, silent_ms = silent, "training stalled");
                     self.broadcast(training, &frame);
+                    self.outlet.saw(training, status, &frame.action);
                     training.dirty = true;
                 }
             }

@@ -32,6 +32,8 @@ pub mod error;
 pub mod face;
 pub mod http;
 pub mod hub;
+pub mod mqtt;
+pub mod notify;
 pub mod store;
 pub mod tls;
 pub mod ws;
@@ -56,6 +58,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RelayError> {
+    let outbound = notify::Plan::from_config(&config)?;
     let opened = store::Store::open(&config.db)?;
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
@@ -69,10 +72,18 @@ pub async fn run(
     tracing::info!(
         db = %config.db.display(),
         trainings = opened.trainings.len(),
+        unreadable = opened.unreadable.len(),
         tls = tls.is_some(),
         "relay starting"
     );
-    let hub = Arc::new(Hub::new(config, opened.store, opened.trainings));
+    let listening = listener.local_addr()?;
+    let hub = Arc::new(Hub::new(
+        config,
+        opened.store,
+        opened.trainings,
+        &opened.unreadable,
+    ));
+    let outbound = outbound.start(&hub, listening, tls.is_some())?;
     let tick_every =
         (hub.config.stall_after / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
     let ticker = tokio::spawn({
@@ -120,6 +131,7 @@ pub async fn run(
     if let Some(demo) = demo {
         demo.abort();
     }
+    outbound.stop().await;
     // Give WebSocket sessions a moment to send their close frames.
     let m = &hub.metrics;
     for _ in 0..100 {

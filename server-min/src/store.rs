@@ -88,6 +88,9 @@ pub struct Opened {
     pub store: Store,
     /// Every stored training.
     pub trainings: Vec<StoredTraining>,
+    /// Ids of stored trainings whose state could not be read: logged, copied to
+    /// the `unreadable` table, left in place, and never given to a new training.
+    pub unreadable: Vec<u32>,
     /// The store thread, which ends when every `Store` is dropped.
     pub thread: thread::JoinHandle<()>,
 }
@@ -113,6 +116,46 @@ const SCHEMA: &str = "
     CREATE INDEX IF NOT EXISTS stats_by_training ON stats(training_id, epoch);
 ";
 
+/// The layout changes since [`SCHEMA`], in order: `PRAGMA user_version` counts
+/// those applied. A database of the first layout has version 0.
+const MIGRATIONS: &[&str] = &[
+    // 1: each row says how its state is encoded, so a new encoding can be
+    // migrated instead of leaving old rows unreadable; a row that still cannot
+    // be read is copied to `unreadable` rather than lost.
+    "ALTER TABLE trainings ADD COLUMN state_format INTEGER NOT NULL DEFAULT 1;
+     CREATE TABLE unreadable (
+        id INTEGER PRIMARY KEY,
+        run_key TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        state_format INTEGER NOT NULL,
+        state BLOB NOT NULL,
+        error TEXT NOT NULL
+     );",
+];
+
+/// `trainings.state_format`: the state is a protocol snapshot frame of format version 1.
+const STATE_SNAPSHOT_V1: i64 = 1;
+
+/// Brings the layout up to date, each step in one transaction with its version.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let version = usize::try_from(version).unwrap_or(usize::MAX);
+    if version > MIGRATIONS.len() {
+        return Err(StoreError(format!(
+            "the database has layout version {version}, written by a newer relay; this one knows up to {}",
+            MIGRATIONS.len()
+        )));
+    }
+    for (done, step) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(step)?;
+        tx.pragma_update(None, "user_version", done as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (or creates) the database at `path` (`:memory:` for none) and loads every training.
     pub fn open(path: &Path) -> Result<Opened, StoreError> {
@@ -125,8 +168,10 @@ impl Store {
             }
             Connection::open(path)?
         };
+        let mut conn = conn;
         conn.execute_batch(SCHEMA)?;
-        let trainings = load(&conn)?;
+        migrate(&mut conn)?;
+        let (trainings, unreadable) = load(&conn)?;
         let (tx, rx) = std_mpsc::channel();
         let thread = thread::Builder::new()
             .name("watchtrain-store".into())
@@ -135,6 +180,7 @@ impl Store {
         Ok(Opened {
             store: Store { tx },
             trainings,
+            unreadable,
             thread,
         })
     }
@@ -173,36 +219,57 @@ impl Store {
     }
 }
 
-fn load(conn: &Connection) -> Result<Vec<StoredTraining>, StoreError> {
-    let mut stmt =
-        conn.prepare("SELECT id, run_key, created_ms, updated_ms, state FROM trainings")?;
+/// Every readable training, and the ids of the unreadable ones (see [`Opened::unreadable`]).
+fn load(conn: &Connection) -> Result<(Vec<StoredTraining>, Vec<u32>), StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, run_key, created_ms, updated_ms, state_format, state FROM trainings",
+    )?;
     let rows = stmt.query_map([], |row| {
         Ok((
             row.get::<_, u32>(0)?,
             row.get::<_, String>(1)?,
             row.get::<_, i64>(2)?,
             row.get::<_, i64>(3)?,
-            row.get::<_, Vec<u8>>(4)?,
+            row.get::<_, i64>(4)?,
+            row.get::<_, Vec<u8>>(5)?,
         ))
     })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (id, run_key, created_ms, updated_ms, blob) = row?;
-        match Frame::decode(&blob) {
-            Ok(Frame {
-                action: Action::Snapshot(state),
-                ..
-            }) => out.push(StoredTraining {
+    let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    let (mut out, mut unreadable) = (Vec::new(), Vec::new());
+    for (id, run_key, created_ms, updated_ms, format, blob) in rows {
+        match decode_state(format, &blob) {
+            Ok(state) => out.push(StoredTraining {
                 id,
                 run_key,
                 state,
                 created_ms: created_ms as u64,
                 updated_ms: updated_ms as u64,
             }),
-            other => tracing::warn!(id, ?other, "stored state unreadable, training skipped"),
+            Err(error) => {
+                tracing::error!(id, format, %error, "stored training unreadable: kept on disk, copied to table `unreadable`");
+                conn.execute(
+                    "INSERT OR REPLACE INTO unreadable (id, run_key, created_ms, updated_ms, state_format, state, error)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![id, run_key, created_ms, updated_ms, format, blob, error],
+                )?;
+                unreadable.push(id);
+            }
         }
     }
-    Ok(out)
+    Ok((out, unreadable))
+}
+
+/// A row's state from its `state_format` and bytes.
+fn decode_state(format: i64, blob: &[u8]) -> Result<TrainingState, String> {
+    match format {
+        STATE_SNAPSHOT_V1 => match Frame::decode(blob).map_err(|e| e.to_string())?.action {
+            Action::Snapshot(snapshot) => {
+                TrainingState::try_from(snapshot).map_err(|e| e.to_string())
+            }
+            other => Err(format!("a frame that is not a snapshot: {other:?}")),
+        },
+        other => Err(format!("unknown state format {other}")),
+    }
 }
 
 fn state_blob(t: &StoredTraining) -> Vec<u8> {
@@ -215,9 +282,9 @@ fn state_blob(t: &StoredTraining) -> Vec<u8> {
 
 fn write_training(tx: &rusqlite::Transaction, t: &StoredTraining) -> rusqlite::Result<()> {
     tx.execute(
-        "INSERT INTO trainings (id, run_key, created_ms, updated_ms, state) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT(id) DO UPDATE SET run_key = ?2, updated_ms = ?4, state = ?5",
-        params![t.id, t.run_key, t.created_ms as i64, t.updated_ms as i64, state_blob(t)],
+        "INSERT INTO trainings (id, run_key, created_ms, updated_ms, state_format, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(id) DO UPDATE SET run_key = ?2, updated_ms = ?4, state_format = ?5, state = ?6",
+        params![t.id, t.run_key, t.created_ms as i64, t.updated_ms as i64, STATE_SNAPSHOT_V1, state_blob(t)],
     )?;
     Ok(())
 }
@@ -319,7 +386,7 @@ pub fn read_training(path: &Path, id: u32) -> Result<Option<StoredTraining>, Sto
     if found.is_none() {
         return Ok(None);
     }
-    Ok(load(&conn)?.into_iter().find(|t| t.id == id))
+    Ok(load(&conn)?.0.into_iter().find(|t| t.id == id))
 }
 
 impl Store {

@@ -510,6 +510,14 @@ where
                     break;
                 }
                 ok = send(&mut sink, Message::Ping(Default::default()), ping_every).await;
+                // WebSocket pings are invisible to JavaScript: a heartbeat frame lets a
+                // browser or the Fitbit companion tell a live relay from a half-open socket.
+                if ok && !legacy {
+                    let heartbeat = Frame { training_id: current.unwrap_or(0), seq: 0, action: Action::Heartbeat };
+                    if let Ok(bytes) = heartbeat.to_bytes() {
+                        ok = send(&mut sink, Message::Binary(bytes.to_vec().into()), ping_every).await;
+                    }
+                }
             }
             _ = shutdown.changed() => {
                 close(&mut sink, CLOSE_GOING_AWAY, "relay shutting down").await;

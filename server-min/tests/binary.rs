@@ -49,10 +49,10 @@ async fn the_demo_moves() {
     .await;
     let mut watch = connect(&relay.ws("/v1/watch")).await;
     let mut state = snapshot_state(&recv_frame(&mut watch).await);
-    assert!(state.name.starts_with("demo run 1"));
-    recv_until(&mut watch, &mut state, |s| s.latest_epoch >= Some(1)).await;
-    assert_eq!(state.metrics.len(), 3);
-    assert!(state.latest.iter().all(|v| v.is_finite()));
+    assert!(state.name().starts_with("demo run 1"));
+    recv_until(&mut watch, &mut state, |s| s.latest_epoch() >= Some(1)).await;
+    assert_eq!(state.metrics().len(), 3);
+    assert!(state.latest().iter().all(|v| v.is_finite()));
     assert!(state.history_rows().count() >= 2);
     relay.stop().await;
 }
@@ -68,7 +68,7 @@ async fn sigterm_closes_connections_and_keeps_the_progress() {
     send_frame(&mut producer, &progress(id, 1, 2, 7)).await;
     let mut watch = connect(&relay.ws(&format!("/v1/trainings/{id}/watch"))).await;
     let mut state = snapshot_state(&recv_frame(&mut watch).await);
-    recv_until(&mut watch, &mut state, |s| s.train.done == 7).await;
+    recv_until(&mut watch, &mut state, |s| s.train().done == 7).await;
 
     let pid = relay.child.id().unwrap().to_string();
     // The shell's builtin `kill`: no dependency on a kill binary.
@@ -96,7 +96,7 @@ async fn sigterm_closes_connections_and_keeps_the_progress() {
     let relay = Binary::start(&["--db", db]).await;
     let mut watch = connect(&relay.ws(&format!("/v1/trainings/{id}/watch"))).await;
     let state = snapshot_state(&recv_frame(&mut watch).await);
-    assert_eq!((state.epoch, state.train.done), (2, 7));
+    assert_eq!((state.epoch(), state.train().done), (2, 7));
     tokio::time::sleep(Duration::from_millis(10)).await;
     relay.kill9().await;
 }

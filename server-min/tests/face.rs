@@ -64,7 +64,7 @@ async fn face_png_is_the_native_render_of_the_relays_state() {
 
     let mut consumer = connect(&relay.ws(&format!("/v1/trainings/{id}/watch"))).await;
     let state = snapshot_state(&recv_frame(&mut consumer).await);
-    assert_eq!(state.latest_epoch, Some(1));
+    assert_eq!(state.latest_epoch(), Some(1));
 
     for (w, h) in [(336, 336), (348, 250), (800, 480)] {
         let (status, png) = get_bytes(

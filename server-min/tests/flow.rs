@@ -24,8 +24,8 @@ async fn register_progress_stats_finished_reach_a_consumer() {
 
     let mut consumer = connect(&relay.ws(&format!("/v1/trainings/{id}/watch"))).await;
     let mut state = snapshot_state(&recv_frame(&mut consumer).await);
-    assert_eq!(state.name.as_str(), "mnist");
-    assert_eq!(state.status, Status::Waiting);
+    assert_eq!(state.name().as_str(), "mnist");
+    assert_eq!(state.status(), Status::Waiting);
 
     // Producer frames may name the training or leave 0 after registering.
     send_frame(&mut producer, &progress(0, 1, 0, 5)).await;
@@ -36,11 +36,14 @@ async fn register_progress_stats_finished_reach_a_consumer() {
     send_frame(&mut producer, &finished(id, 5)).await;
     wait_ack(&mut producer, 5).await;
 
-    recv_until(&mut consumer, &mut state, |s| s.status == Status::Completed).await;
-    assert_eq!(state.latest_epoch, Some(1));
-    assert_eq!(state.latest.as_slice(), &[0.7, 0.6]);
-    assert_eq!(state.best[0].value, 0.7);
-    assert_eq!(state.last_seq, 5);
+    recv_until(&mut consumer, &mut state, |s| {
+        s.status() == Status::Completed
+    })
+    .await;
+    assert_eq!(state.latest_epoch(), Some(1));
+    assert_eq!(state.latest().as_slice(), &[0.7, 0.6]);
+    assert_eq!(state.best()[0].value, 0.7);
+    assert_eq!(state.last_seq(), 5);
 
     // The JSON views agree.
     let list = get_json(relay.addr, "/v1/trainings").await;
@@ -98,9 +101,9 @@ async fn late_joiner_gets_the_snapshot_and_two_trainings_stay_apart() {
     let snap = recv_frame(&mut late).await;
     assert_eq!(snap.training_id, ia);
     let state = snapshot_state(&snap);
-    assert_eq!(state.latest_epoch, Some(3));
+    assert_eq!(state.latest_epoch(), Some(3));
     assert_eq!(state.history_rows().count(), 4);
-    assert_eq!(state.metrics.len(), 1);
+    assert_eq!(state.metrics().len(), 1);
 
     // Live frames of b never reach a's consumer.
     send_frame(&mut b, &progress(ib, 5, 4, 1)).await;

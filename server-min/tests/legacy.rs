@@ -104,7 +104,7 @@ async fn fastai_callback_replayed_byte_for_byte_reaches_a_legacy_watch() {
     // And a binary consumer sees the same training through the reducer.
     let mut consumer = connect(&relay.ws("/v1/trainings/1/watch")).await;
     let state = snapshot_state(&recv_frame(&mut consumer).await);
-    let names: Vec<&str> = state.metrics.iter().map(|m| m.as_str()).collect();
+    let names: Vec<&str> = state.metrics().iter().map(|m| m.as_str()).collect();
     assert_eq!(
         names,
         [
@@ -115,10 +115,10 @@ async fn fastai_callback_replayed_byte_for_byte_reaches_a_legacy_watch() {
             "precision_score"
         ]
     );
-    assert_eq!(state.latest_epoch, Some(2));
-    assert_eq!(state.latest[0], 0.272_073_95);
+    assert_eq!(state.latest_epoch(), Some(2));
+    assert_eq!(state.latest()[0], 0.272_073_95);
     assert_eq!(
-        state.valid,
+        state.valid(),
         Bar {
             done: 12,
             total: 12
@@ -164,9 +164,9 @@ async fn an_old_producer_keeps_its_id_after_a_restart() {
     send_text(&mut producer, &format!(r#"{{"action": "training_stats", "training_id": {id}, "payload": {{"epoch": 1, "train_loss": 0.25, "time": "00:07"}}}}"#)).await;
     let mut consumer = connect(&relay.ws(&format!("/v1/trainings/{id}/watch"))).await;
     let mut state = snapshot_state(&recv_frame(&mut consumer).await);
-    recv_until(&mut consumer, &mut state, |s| s.latest_epoch == Some(1)).await;
+    recv_until(&mut consumer, &mut state, |s| s.latest_epoch() == Some(1)).await;
     assert_eq!(state.history_rows().count(), 2);
-    assert_eq!(state.elapsed_ms, 14_000);
+    assert_eq!(state.elapsed_ms(), 14_000);
     relay.stop().await;
 }
 
@@ -182,9 +182,9 @@ async fn stats_for_an_unknown_id_recreate_the_training() {
     let mut state = TrainingState::new();
     let first = recv_frame(&mut consumer).await;
     state.apply(&first).unwrap();
-    recv_until(&mut consumer, &mut state, |s| s.latest_epoch == Some(1)).await;
-    assert!(state.latest[0].is_nan());
-    assert_eq!(state.epochs, 5);
+    recv_until(&mut consumer, &mut state, |s| s.latest_epoch() == Some(1)).await;
+    assert!(state.latest()[0].is_nan());
+    assert_eq!(state.epochs(), 5);
     // New trainings get ids past it.
     let mut other = connect(&relay.ws("/ws/watchtrain/producer/10")).await;
     send_text(

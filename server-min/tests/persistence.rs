@@ -32,7 +32,7 @@ async fn a_graceful_restart_restores_the_same_snapshot() {
     wait_ack(&mut producer, 4).await;
     let url = format!("/v1/trainings/{id}/watch");
     let before = snapshot(&relay.ws(&url)).await;
-    assert_eq!(before.train.done, 6);
+    assert_eq!(before.train().done, 6);
     drop(producer);
     relay.stop().await;
 
@@ -95,7 +95,7 @@ async fn kill_dash_nine_loses_nothing_acknowledged() {
     wait_ack(&mut producer, seq).await;
     let url = format!("/v1/trainings/{id}/watch");
     let before = snapshot(&relay.ws(&url)).await;
-    assert_eq!(before.latest_epoch, Some(39));
+    assert_eq!(before.latest_epoch(), Some(39));
     relay.kill9().await;
 
     let relay = Binary::start(&["--db", db]).await;

@@ -112,7 +112,7 @@ async fn bad_frames_get_an_error_and_leave_others_untouched() {
     // The good producer and its consumer never noticed.
     send_frame(&mut good, &stats(id, 1, 0, &[0.5])).await;
     wait_ack(&mut good, 1).await;
-    recv_until(&mut consumer, &mut state, |s| s.latest_epoch == Some(0)).await;
+    recv_until(&mut consumer, &mut state, |s| s.latest_epoch() == Some(0)).await;
     let (_, metrics) = http(relay.addr, "GET", "/metrics", &[], b"").await;
     assert!(
         metrics.contains("watchtrain_frames_rejected_total{reason=\"decode\"} 5"),
@@ -255,16 +255,16 @@ async fn a_silent_training_stalls_and_recovers() {
     let mut consumer = connect(&relay.ws(&format!("/v1/trainings/{id}/watch"))).await;
     let mut state = snapshot_state(&recv_frame(&mut consumer).await);
     send_frame(&mut producer, &progress(id, 1, 0, 1)).await;
-    recv_until(&mut consumer, &mut state, |s| s.status == Status::Running).await;
+    recv_until(&mut consumer, &mut state, |s| s.status() == Status::Running).await;
     // Silence: the relay says stalled, live and in the list and in a new snapshot.
-    recv_until(&mut consumer, &mut state, |s| s.status == Status::Stalled).await;
+    recv_until(&mut consumer, &mut state, |s| s.status() == Status::Stalled).await;
     assert_eq!(
         get_json(relay.addr, "/v1/trainings").await[0]["status"],
         "stalled"
     );
     let mut late = connect(&relay.ws(&format!("/v1/trainings/{id}/watch"))).await;
     assert_eq!(
-        snapshot_state(&recv_frame(&mut late).await).status,
+        snapshot_state(&recv_frame(&mut late).await).status(),
         Status::Stalled
     );
     // A disconnect is not a finish; the next frame makes it run again.
@@ -272,7 +272,7 @@ async fn a_silent_training_stalls_and_recovers() {
     let mut producer = connect(&relay.ws("/v1/produce")).await;
     register(&mut producer, 0, "sleepy", "z", &["loss"], 2).await;
     send_frame(&mut producer, &progress(id, 2, 0, 2)).await;
-    recv_until(&mut consumer, &mut state, |s| s.status == Status::Running).await;
+    recv_until(&mut consumer, &mut state, |s| s.status() == Status::Running).await;
     relay.stop().await;
 }
 

@@ -59,7 +59,7 @@ async fn slow_consumers_never_slow_the_others_and_memory_stays_bounded() {
     let fast_task = tokio::spawn(async move {
         let mut state = TrainingState::new();
         let mut frames = 0u32;
-        while state.last_seq < FRAMES {
+        while state.last_seq() < FRAMES {
             state.apply(&recv_frame(&mut fast).await).unwrap();
             frames += 1;
         }
@@ -68,7 +68,7 @@ async fn slow_consumers_never_slow_the_others_and_memory_stays_bounded() {
     let slow_task = tokio::spawn(async move {
         let mut state = TrainingState::new();
         let (mut frames, mut snapshots) = (0u32, 0u32);
-        while state.last_seq < FRAMES {
+        while state.last_seq() < FRAMES {
             let frame = recv_frame(&mut slow).await;
             if matches!(frame.action, Action::Snapshot(_)) {
                 snapshots += 1;

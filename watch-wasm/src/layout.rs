@@ -55,7 +55,7 @@ use crate::theme::{Screen, Theme};
 pub const MAX_NAN_MARKS: usize = 8;
 
 /// Sizes that depend on the screen.
-struct Metrics {
+struct Sizes {
     title: Font,
     label: Font,
     small: Font,
@@ -70,11 +70,11 @@ struct Metrics {
     axes: bool,
 }
 
-impl Metrics {
-    fn for_screen(w: i32, h: i32) -> Metrics {
+impl Sizes {
+    fn for_screen(w: i32, h: i32) -> Sizes {
         let desktop = w >= 600 && h >= 400;
         let big = w >= 280 && h >= 220;
-        Metrics {
+        Sizes {
             title: if desktop {
                 Font::Large
             } else if big {
@@ -128,7 +128,7 @@ fn face(state: &TrainingState, screen: Screen, theme: &Theme) -> (Scene, Option<
     let screen = screen.clamped();
     let k = scale_for(screen);
     let (w, h) = ((screen.width / k) as i32, (screen.height / k) as i32);
-    let m = Metrics::for_screen(w, h);
+    let m = Sizes::for_screen(w, h);
     let mut scene = Scene::new(screen);
     scene.scale = k;
     // Rounded up: with a scale, the background covers the last partial unit too.
@@ -143,17 +143,17 @@ fn face(state: &TrainingState, screen: Screen, theme: &Theme) -> (Scene, Option<
     let title_h = i32::from(m.title.height());
     let adv = m.title.advance() as i32;
     let max_chars = ((w - 2 * m.margin_x - ICON_SIZE as i32 - 6) / adv).max(1) as usize;
-    let name: &str = if state.name.is_empty() {
+    let name: &str = if state.name().is_empty() {
         "(unnamed)"
     } else {
-        &state.name
+        state.name()
     };
     let name: String<40> = format::cut(name, max_chars);
     let group = ICON_SIZE as i32 + 6 + name.chars().count() as i32 * adv;
     let x0 = (w - group) / 2;
     scene.image(
         Point::new(x0, y + (title_h - ICON_SIZE as i32) / 2),
-        Icon::for_status(state.status),
+        Icon::for_status(state.status()),
     );
     scene.text(
         Point::new(x0 + ICON_SIZE as i32 + 6, y + baseline(m.title)),
@@ -184,7 +184,7 @@ fn face(state: &TrainingState, screen: Screen, theme: &Theme) -> (Scene, Option<
         &status,
         m.label,
         Anchor::Start,
-        theme.status(state.status),
+        theme.status(state.status()),
     );
     y += label_h + 4;
 
@@ -215,8 +215,8 @@ fn face(state: &TrainingState, screen: Screen, theme: &Theme) -> (Scene, Option<
     let sadv = m.small.advance() as i32;
     let half = (w - 2 * m.margin_x - 12) / 2;
     for (i, (label, b, color)) in [
-        ("train", state.train, theme.train_bar),
-        ("valid", state.valid, theme.valid_bar),
+        ("train", state.train(), theme.train_bar),
+        ("valid", state.valid(), theme.valid_bar),
     ]
     .into_iter()
     .enumerate()
@@ -231,7 +231,7 @@ fn face(state: &TrainingState, screen: Screen, theme: &Theme) -> (Scene, Option<
         );
         let bx = x + 6 * sadv;
         let fraction = if b.total == 0 {
-            if state.status == Status::Completed {
+            if state.status() == Status::Completed {
                 1.0
             } else {
                 0.0
@@ -252,7 +252,7 @@ fn face(state: &TrainingState, screen: Screen, theme: &Theme) -> (Scene, Option<
     y += small_h + 6;
 
     // Legend at the bottom, chart in between.
-    let n = state.metrics.len();
+    let n = state.metrics().len();
     // Two columns on a watch; on wider screens one about every 220 px, so a
     // value stays near its name.
     let cols: i32 = if n >= 2 && w >= 240 {
@@ -310,27 +310,27 @@ fn bar(
 
 fn status_text(state: &TrainingState) -> String<80> {
     let mut s: String<80> = String::new();
-    let word = match state.status {
+    let word = match state.status() {
         Status::Waiting => "waiting for data",
         other => other.as_str(),
     };
     let _ = s.push_str(word);
-    if !state.reason.is_empty() && state.status.is_finished() {
+    if !state.reason().is_empty() && state.status().is_finished() {
         let _ = s.push_str(": ");
-        let _ = s.push_str(&state.reason);
+        let _ = s.push_str(state.reason());
     }
     s
 }
 
 fn eta_text(state: &TrainingState) -> String<20> {
     let mut s: String<20> = String::new();
-    if state.status.is_finished() {
+    if state.status().is_finished() {
         // A reason (why it failed) matters more than how long it ran.
-        if state.timed_epochs > 0 && state.reason.is_empty() {
+        if state.timed_epochs() > 0 && state.reason().is_empty() {
             let _ = s.push_str("took ");
-            let _ = s.push_str(&format::duration(state.elapsed_ms));
+            let _ = s.push_str(&format::duration(state.elapsed_ms()));
         }
-    } else if state.status != Status::Waiting || state.latest_epoch.is_some() {
+    } else if state.status() != Status::Waiting || state.latest_epoch().is_some() {
         let _ = s.push_str("ETA ");
         match state.eta_ms() {
             Some(ms) => {
@@ -347,16 +347,16 @@ fn eta_text(state: &TrainingState) -> String<20> {
 fn epoch_text(state: &TrainingState) -> String<24> {
     use core::fmt::Write;
     let mut s: String<24> = String::new();
-    let started = state.status != Status::Waiting || state.latest_epoch.is_some();
-    let shown = if state.status == Status::Completed && state.epochs > 0 {
-        state.epochs
+    let started = state.status() != Status::Waiting || state.latest_epoch().is_some();
+    let shown = if state.status() == Status::Completed && state.epochs() > 0 {
+        state.epochs()
     } else if started {
-        state.epoch.saturating_add(1)
+        state.epoch().saturating_add(1)
     } else {
         0
     };
-    let _ = if state.epochs > 0 {
-        write!(s, "epoch {shown}/{}", state.epochs)
+    let _ = if state.epochs() > 0 {
+        write!(s, "epoch {shown}/{}", state.epochs())
     } else {
         write!(s, "epoch {shown}")
     };
@@ -364,18 +364,18 @@ fn epoch_text(state: &TrainingState) -> String<24> {
 }
 
 fn epoch_fraction(state: &TrainingState) -> f32 {
-    if state.status == Status::Completed {
+    if state.status() == Status::Completed {
         return 1.0;
     }
-    if state.epochs == 0 {
+    if state.epochs() == 0 {
         return 0.0;
     }
-    let done = state.latest_epoch.map_or(0, |e| e.saturating_add(1));
-    let mut f = done.max(state.epoch) as f32;
-    if state.epoch >= done && state.train.total > 0 {
-        f += state.train.done.min(state.train.total) as f32 / state.train.total as f32;
+    let done = state.latest_epoch().map_or(0, |e| e.saturating_add(1));
+    let mut f = done.max(state.epoch()) as f32;
+    if state.epoch() >= done && state.train().total > 0 {
+        f += state.train().done.min(state.train().total) as f32 / state.train().total as f32;
     }
-    f / state.epochs as f32
+    f / state.epochs() as f32
 }
 
 /// The chart's plot area, inclusive pixel bounds.
@@ -550,7 +550,7 @@ impl Chart {
 /// maximized validation metric, else the first maximized one; none when no
 /// metric has a [`direction`].
 pub fn primary_metric(state: &TrainingState) -> Option<usize> {
-    let names = &state.metrics;
+    let names = state.metrics();
     let find = |d: Direction, valid: bool| {
         names
             .iter()
@@ -576,15 +576,17 @@ struct Plot {
 
 /// The chart's rows: the kept history, then the latest epoch when it is newer.
 fn chart_rows(state: &TrainingState) -> Vec<Row<'_>, 132> {
-    let width = state.metrics.len();
+    let width = state.metrics().len();
     let mut rows: Vec<Row<'_>, 132> = Vec::new();
     for row in state.history_rows() {
         let _ = rows.push(row);
     }
-    if let Some(latest) = state.latest_epoch {
-        if state.latest.len() == width && width > 0 && rows.last().is_none_or(|(e, _)| *e < latest)
+    if let Some(latest) = state.latest_epoch() {
+        if state.latest().len() == width
+            && width > 0
+            && rows.last().is_none_or(|(e, _)| *e < latest)
         {
-            let _ = rows.push((latest, &state.latest));
+            let _ = rows.push((latest, state.latest()));
         }
     }
     rows
@@ -594,7 +596,7 @@ fn draw_chart(
     scene: &mut Scene,
     state: &TrainingState,
     theme: &Theme,
-    m: &Metrics,
+    m: &Sizes,
     c: &Chart,
 ) -> Option<Plot> {
     if c.y1 - c.y0 < 8 || c.x1 - c.x0 < 8 {
@@ -614,16 +616,16 @@ fn draw_chart(
         theme.track,
     );
 
-    let width = state.metrics.len();
+    let width = state.metrics().len();
     let rows = chart_rows(state);
     if rows.is_empty() || width == 0 {
         let mid = (c.y0 + c.y1) / 2;
-        let text = if state.status == Status::Waiting {
+        let text = if state.status() == Status::Waiting {
             "waiting for data"
         } else {
             "no epoch done yet"
         };
-        if state.status == Status::Waiting && c.y1 - c.y0 > 40 {
+        if state.status() == Status::Waiting && c.y1 - c.y0 > 40 {
             scene.image(
                 Point::new((c.x0 + c.x1) / 2 - ICON_SIZE as i32 / 2, mid - 20),
                 Icon::Logo,
@@ -640,15 +642,15 @@ fn draw_chart(
     }
 
     let last_epoch = rows.last().map_or(0, |(e, _)| *e);
-    let span = if state.epochs > 0 {
-        (state.epochs - 1).max(last_epoch)
+    let span = if state.epochs() > 0 {
+        (state.epochs() - 1).max(last_epoch)
     } else {
         last_epoch
     }
     .max(1);
 
     let groups: Vec<Group, MAX_METRICS> = state
-        .metrics
+        .metrics()
         .iter()
         .enumerate()
         .map(|(i, n)| Group::of(n, i))
@@ -681,7 +683,7 @@ fn draw_chart(
     // The best epoch of the primary metric: a vertical line behind the curves.
     let primary = primary_metric(state);
     let best = primary.and_then(|p| {
-        let b = state.best.get(p)?;
+        let b = state.best().get(p)?;
         let s = scale(p)?;
         b.value
             .is_finite()
@@ -772,7 +774,7 @@ fn draw_chart(
 
 /// Value axes at the chart's sides and epoch ticks below it, as many labels as the
 /// text pool has room for (the legend comes first).
-fn axes(scene: &mut Scene, theme: &Theme, m: &Metrics, p: &Plot) {
+fn axes(scene: &mut Scene, theme: &Theme, m: &Sizes, p: &Plot) {
     use core::fmt::Write;
     let c = &p.chart;
     let room = MAX_TEXTS.saturating_sub(scene.texts.len());
@@ -919,12 +921,12 @@ fn legend(
     scene: &mut Scene,
     state: &TrainingState,
     theme: &Theme,
-    m: &Metrics,
+    m: &Sizes,
     top: i32,
     cols: i32,
     row_h: i32,
 ) {
-    let n = state.metrics.len();
+    let n = state.metrics().len();
     if n == 0 {
         return;
     }
@@ -933,7 +935,7 @@ fn legend(
     let cell_w = (w - 2 * m.margin_x - gap * (cols - 1)) / cols;
     let adv = m.legend.advance() as i32;
     let values: Vec<String<12>, MAX_METRICS> = (0..n)
-        .map(|i| match state.latest.get(i) {
+        .map(|i| match state.latest().get(i) {
             Some(v) => format::value(*v),
             None => {
                 let mut s = String::new();
@@ -945,7 +947,7 @@ fn legend(
     let value_chars = values.iter().map(|v| v.len()).max().unwrap_or(1) as i32;
     let swatch = (i32::from(m.legend.height()) / 2).max(4);
     let name_chars = ((cell_w - swatch - 4 - (value_chars + 1) * adv) / adv).max(1) as usize;
-    for (i, name) in state.metrics.iter().enumerate() {
+    for (i, name) in state.metrics().iter().enumerate() {
         let (col, row) = (i as i32 % cols, i as i32 / cols);
         let x = m.margin_x + col * (cell_w + gap);
         let y = top + row * row_h;
@@ -964,7 +966,7 @@ fn legend(
             Anchor::Start,
             theme.dim,
         );
-        let finite = state.latest.get(i).is_none_or(|v| v.is_finite());
+        let finite = state.latest().get(i).is_none_or(|v| v.is_finite());
         scene.text(
             Point::new(x + cell_w, base),
             &values[i],

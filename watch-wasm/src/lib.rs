@@ -38,6 +38,7 @@ pub mod format;
 mod framebuffer;
 pub mod icons;
 mod layout;
+pub mod limits;
 pub mod scenarios;
 pub mod scene;
 mod theme;

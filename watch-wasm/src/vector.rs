@@ -23,9 +23,9 @@ use crate::scene::{
 
 /// The format version, the first byte of every message.
 pub const VERSION: u8 = 1;
-/// Largest message in bytes: a Fitbit `peerSocket` message is limited to about
-/// 1 KiB, and CBOR wraps these bytes in a head of up to 3 bytes: 1021 + 3 = 1024.
-pub const MAX_MESSAGE_LEN: usize = 1021;
+/// Largest message in bytes: the watch message bound less the CBOR head that
+/// wraps these bytes ([`crate::limits::MAX_OPS_LEN`]).
+pub const MAX_MESSAGE_LEN: usize = crate::limits::MAX_OPS_LEN;
 /// Op code: set a rect.
 pub const OP_RECT: u8 = 1;
 /// Op code: set a run of connected lines.

@@ -134,12 +134,12 @@ impl View {
 
     /// The training's name.
     pub fn name(&self) -> String {
-        self.state.name.as_str().into()
+        self.state.name().as_str().into()
     }
 
     /// The training's status word (`running`, `stalled`, ...).
     pub fn status(&self) -> String {
-        self.state.status.as_str().into()
+        self.state.status().as_str().into()
     }
 
     /// The hover read-out: what the chart shows nearest to pixel (`x`, `y`) of the
@@ -150,7 +150,7 @@ impl View {
             return String::new();
         };
         let mut text = format!("epoch {}", r.epoch + 1);
-        for (name, v) in self.state.metrics.iter().zip(&r.values) {
+        for (name, v) in self.state.metrics().iter().zip(&r.values) {
             text += &format!("\n{name} {}", format::value(*v));
         }
         text

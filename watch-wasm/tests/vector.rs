@@ -115,9 +115,11 @@ fn diffs_frame_by_frame_give_the_same_pool_as_a_full_repaint() {
 
 #[test]
 fn a_batch_progress_update_is_one_small_message() {
-    let mut state = scenarios::state("mid_epoch").unwrap();
+    let state = scenarios::state("mid_epoch").unwrap();
     let before = layout(&state, Screen::VERSA3, &Theme::dark());
-    state.valid.done += 3;
+    let mut snapshot = state.as_snapshot().clone();
+    snapshot.valid.done += 3;
+    let state = TrainingState::try_from(snapshot).unwrap();
     let after = layout(&state, Screen::VERSA3, &Theme::dark());
     let messages = vector::encode(&after, Some(&before));
     assert_eq!(messages.len(), 1);
@@ -186,7 +188,7 @@ fn layout_never_panics_and_the_worst_case_fits_four_messages() {
     for round in 0..60 {
         let mut state = TrainingState::new();
         let n = 1 + rng.next() as usize % MAX_METRICS;
-        let metrics: Metrics = (0..n)
+        let metrics: MetricNames = (0..n)
             .map(|i| truncated(&format!("metric_{i}_{}_loss_with_a_long_name", rng.next())))
             .collect();
         let epochs = rng.next() % 400;

@@ -1,8 +1,9 @@
 //! `watchtrain`, the command line producer and viewer of Watchtrain.
 //!
-//! It is a thin layer over `watchtrain-protocol`: [`producer::Producer`]
-//! speaks the relay's producer WebSocket (registration handshake, numbered
-//! frames resent after a reconnect), [`tail`] follows metrics logs,
+//! It is a thin layer over `watchtrain-protocol`: [`relay`] opens the
+//! WebSocket (plain or TLS) and says why it failed, [`producer::Producer`]
+//! speaks the relay's producer protocol (registration handshake, numbered
+//! frames resent until acknowledged), [`tail`] follows metrics logs,
 //! [`view`] draws a training in a terminal. It is not a relay and keeps no
 //! state on disk.
 //!
@@ -16,17 +17,25 @@
 //! assert_eq!(table.values(0), [0.9, 0.8, 0.6]);
 //! ```
 
+mod error;
 pub mod producer;
+pub mod relay;
 pub mod tail;
 pub mod view;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tungstenite::Message;
-use watchtrain_protocol::{truncated, Action, Frame, Metrics, Register, Stats, TrainingState};
+use watchtrain_protocol::format::value;
+use watchtrain_protocol::{
+    truncated, Action, Frame, MetricNames, Register, Stats, Status, TrainingState,
+};
 
-use producer::{Endpoint, Producer};
+pub use error::{exit, Error};
+use producer::{Link, Producer};
+use relay::Endpoint;
 use tail::{Follower, Format, Table};
 
 /// Options of `watchtrain tail`.
@@ -48,17 +57,33 @@ pub struct TailOptions {
     pub format: Option<Format>,
 }
 
-fn metrics_of(names: &[String]) -> Metrics {
+fn metrics_of(names: &[String]) -> MetricNames {
     names.iter().map(|n| truncated(n)).collect()
+}
+
+/// `name=value` pairs of one epoch, for the progress line.
+fn epoch_line(table: &Table, epoch: u32) -> String {
+    let values = table.values(epoch);
+    let pairs: Vec<String> = table
+        .metrics
+        .iter()
+        .zip(values)
+        .map(|(m, v)| format!("{m}={}", value(v)))
+        .collect();
+    format!("epoch {epoch}: {}", pairs.join(" "))
 }
 
 /// Follows a metrics log and streams each epoch as stats until the training is
 /// finished (`epochs` reached, or `idle_finish`); runs forever otherwise.
+///
+/// `status` gets a line per event worth a person's attention: waiting for the
+/// file, connected, each epoch read, the relay down or back, a rejected frame.
+/// A permanent relay error (a refused token, an untrusted certificate) ends it.
 pub fn run_tail(
     endpoint: Endpoint,
     options: TailOptions,
     mut status: impl FnMut(&str),
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let format = options
         .format
         .unwrap_or_else(|| Format::from_path(&options.file));
@@ -81,10 +106,22 @@ pub fn run_tail(
     let mut last_growth = Instant::now();
     let mut last_epoch_at: Option<Instant> = None;
     let mut reported_down = false;
+    let mut said_waiting = false;
+    let mut connected_once = false;
     loop {
-        let events = follower
-            .poll()
-            .map_err(|e| format!("{}: {e}", options.file.display()))?;
+        let events = follower.poll().map_err(|source| Error::Log {
+            path: options.file.clone(),
+            source,
+        })?;
+        if !follower.is_open() {
+            // Nothing to register before the log exists: no "waiting" training on the relay.
+            if !said_waiting {
+                status(&format!("waiting for {} to appear", options.file.display()));
+                said_waiting = true;
+            }
+            std::thread::sleep(options.poll);
+            continue;
+        }
         if !events.is_empty() {
             last_growth = Instant::now();
         }
@@ -118,6 +155,9 @@ pub fn run_tail(
                 values,
             }));
         }
+        for &epoch in &changes.epochs {
+            status(&epoch_line(&table, epoch));
+        }
         if !changes.epochs.is_empty() {
             last_epoch_at = Some(Instant::now());
         }
@@ -127,62 +167,98 @@ pub fn run_tail(
             }
         }
         match producer.pump() {
-            Ok(()) => {
-                if reported_down {
-                    status(&format!(
-                        "connected again (training {})",
-                        producer.training_id()
-                    ));
-                    reported_down = false;
-                }
+            Ok(Link::Up) if reported_down || !connected_once => {
+                let again = if connected_once { " again" } else { "" };
+                status(&format!(
+                    "connected{again}: training {}",
+                    producer.training_id()
+                ));
+                reported_down = false;
+                connected_once = true;
             }
+            Ok(_) => {}
+            Err(e) if e.is_permanent() => return Err(e.into()),
             Err(e) => {
                 if !reported_down && producer.failures() == 1 {
                     status(&format!(
-                        "relay unreachable ({e}); buffering {} frame(s), retrying",
+                        "{e}; buffering {} frame(s), retrying",
                         producer.backlog()
                     ));
                     reported_down = true;
                 }
             }
         }
+        for reason in producer.take_rejections() {
+            status(&format!("the relay rejected a frame: {reason}"));
+        }
         if finished {
             producer.push(Action::Finished(watchtrain_protocol::Finished {
                 outcome: watchtrain_protocol::Outcome::Completed,
                 reason: truncated(""),
             }));
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if producer.flush(Duration::from_secs(5)) {
-                    status(&format!("finished: training {}", producer.training_id()));
-                    return Ok(());
-                }
-            }
-            return Err("the relay did not take the last frames".into());
+            producer.flush(Duration::from_secs(30))?;
+            status(&format!("finished: training {}", producer.training_id()));
+            return Ok(());
         }
         std::thread::sleep(options.poll);
     }
 }
 
-/// Sends `actions` as one producer and waits until the relay has them.
+/// Sends `actions` as one producer and waits at most `timeout` until the relay
+/// has acknowledged them; returns the training id.
+///
+/// Stats and progress would reopen a finished training: for those the
+/// training's status is read first, and a finished one is refused.
 pub fn run_send(
     endpoint: Endpoint,
     register: Register,
     actions: Vec<Action>,
     timeout: Duration,
-) -> Result<u32, String> {
-    let mut producer = Producer::new(endpoint, register);
+) -> Result<u32, Error> {
+    let reopens = actions
+        .iter()
+        .any(|a| matches!(a, Action::Stats(_) | Action::Progress(_)));
+    let mut producer = Producer::new(endpoint.clone(), register);
+    if reopens {
+        producer.flush(timeout)?; // the registration only: it never reopens a training
+        let training = producer.training_id();
+        if let Some(status) = training_status(&endpoint, training)? {
+            if status.is_finished() {
+                return Err(Error::Finished {
+                    training,
+                    status: status.as_str(),
+                });
+            }
+        }
+    }
     for action in actions {
         match action {
             Action::Progress(_) | Action::Heartbeat => producer.push_unsequenced(action),
             other => producer.push(other),
         }
     }
-    if producer.flush(timeout) {
-        Ok(producer.training_id())
-    } else {
-        Err(format!("not delivered within {timeout:?}"))
+    producer.flush(timeout)?;
+    Ok(producer.training_id())
+}
+
+/// The status in training `id`'s snapshot, `None` when none came within the timeout.
+fn training_status(endpoint: &Endpoint, id: u32) -> Result<Option<Status>, Error> {
+    let mut connection = endpoint.connect(&format!("/v1/trainings/{id}/watch"))?;
+    connection.set_read_timeout(Duration::from_millis(50))?;
+    let deadline = Instant::now() + endpoint.timeout;
+    while Instant::now() < deadline {
+        if let Some(Message::Binary(data)) = connection.read()? {
+            if let Ok(Frame {
+                action: Action::Snapshot(state),
+                ..
+            }) = Frame::decode(&data)
+            {
+                connection.close(Duration::from_millis(100));
+                return Ok(Some(state.status));
+            }
+        }
     }
+    Ok(None)
 }
 
 /// Options of `watchtrain watch`.
@@ -194,79 +270,113 @@ pub struct WatchOptions {
     pub once: bool,
     /// Stop when the training has finished.
     pub until_finished: bool,
-    /// Columns.
-    pub width: usize,
-    /// Clear the screen before each view (a terminal).
-    pub clear: bool,
+    /// Columns; `None` follows the terminal's width (then `COLUMNS`, then 80).
+    pub width: Option<usize>,
+    /// Redraw in place (a terminal): each view overwrites the last one.
+    pub redraw: bool,
+}
+
+/// The terminal's width, else `COLUMNS`, else 80.
+pub fn terminal_columns() -> usize {
+    terminal_size::terminal_size()
+        .map(|(w, _)| w.0 as usize)
+        .or_else(|| std::env::var("COLUMNS").ok()?.parse().ok())
+        .unwrap_or(80)
 }
 
 /// Shows a training from the relay, redrawing at most 4 times a second.
 ///
 /// Unless `once` is set, a lost connection (a relay restart, say) is retried
 /// every 2 seconds, with a line on stderr; the view picks up from the new snapshot.
+/// A permanent error (a refused token) ends it. A closed output (`| head`) ends it quietly.
 pub fn run_watch(
     endpoint: Endpoint,
     options: WatchOptions,
-    out: &mut dyn std::io::Write,
-) -> Result<(), String> {
+    out: &mut dyn Write,
+) -> Result<(), Error> {
     loop {
         match watch_once(&endpoint, &options, out) {
             Ok(()) => return Ok(()),
+            Err(Error::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
             Err(e) if options.once => return Err(e),
-            Err(e) => {
+            Err(Error::Relay(e)) if !e.is_permanent() => {
                 eprintln!("watchtrain: {e}; retrying in 2 s");
                 std::thread::sleep(Duration::from_secs(2));
             }
+            Err(e) => return Err(e),
         }
     }
+}
+
+/// Draws `state` over the previous view (`redraw`) or below it.
+fn draw(
+    out: &mut dyn Write,
+    id: u32,
+    state: &TrainingState,
+    options: &WatchOptions,
+) -> std::io::Result<()> {
+    let width = options.width.unwrap_or_else(terminal_columns);
+    let text = view::render(id, state, width);
+    if options.redraw {
+        // Home, each line cleared to its end, then everything below: no flash of a blank screen.
+        let mut screen = String::from("\x1b[H");
+        for line in text.lines() {
+            screen.push_str(line);
+            screen.push_str("\x1b[K\n");
+        }
+        screen.push_str("\x1b[J");
+        out.write_all(screen.as_bytes())?;
+    } else {
+        writeln!(out, "{text}")?;
+    }
+    out.flush()
 }
 
 fn watch_once(
     endpoint: &Endpoint,
     options: &WatchOptions,
-    out: &mut dyn std::io::Write,
-) -> Result<(), String> {
+    out: &mut dyn Write,
+) -> Result<(), Error> {
     let path = match options.training {
         Some(id) => format!("/v1/trainings/{id}/watch"),
         None => "/v1/watch".to_string(),
     };
-    let mut ws = endpoint.connect(&path)?;
-    ws.get_mut()
-        .set_read_timeout(Some(Duration::from_millis(250)))
-        .map_err(|e| e.to_string())?;
+    let mut connection = endpoint.connect(&path)?;
+    connection.set_read_timeout(Duration::from_millis(250))?;
     let mut state: Option<(u32, TrainingState)> = None;
     let mut dirty = false;
     let mut last_draw = Instant::now() - Duration::from_secs(1);
+    let started = Instant::now();
+    let mut said_waiting = false;
     loop {
-        match producer::try_read(&mut ws)? {
-            Some(Message::Binary(data)) => {
-                if let Ok(frame) = Frame::decode(&data) {
-                    if let Action::Snapshot(s) = &frame.action {
-                        state = Some((frame.training_id, s.clone()));
+        if let Some(Message::Binary(data)) = connection.read()? {
+            if let Ok(frame) = Frame::decode(&data) {
+                if let Action::Snapshot(s) = &frame.action {
+                    if let Ok(s) = TrainingState::try_from(s.clone()) {
+                        state = Some((frame.training_id, s));
                         dirty = true;
-                    } else if let Some((id, s)) = &mut state {
-                        dirty |= *id == frame.training_id && s.apply(&frame).is_ok();
                     }
+                } else if let Some((id, s)) = &mut state {
+                    dirty |= *id == frame.training_id && s.apply(&frame).is_ok();
                 }
             }
-            Some(Message::Close(_)) => return Err("the relay closed the connection".into()),
-            _ => {}
+        }
+        if state.is_none() && started.elapsed() >= endpoint.timeout {
+            if options.once {
+                return Err(Error::NothingToWatch);
+            }
+            if !said_waiting {
+                eprintln!("watchtrain: no training on the relay yet; waiting");
+                said_waiting = true;
+            }
         }
         if dirty && (last_draw.elapsed() >= Duration::from_millis(250) || options.once) {
             if let Some((id, s)) = &state {
-                let text = view::render(*id, s, options.width);
-                let clear = if options.clear { "\x1b[H\x1b[2J" } else { "" };
-                write!(
-                    out,
-                    "{clear}{text}{}",
-                    if options.clear { "" } else { "\n" }
-                )
-                .map_err(|e| e.to_string())?;
-                out.flush().map_err(|e| e.to_string())?;
+                draw(out, *id, s, options).map_err(Error::Output)?;
                 last_draw = Instant::now();
                 dirty = false;
-                if options.once || (options.until_finished && s.status.is_finished()) {
-                    let _ = ws.close(None);
+                if options.once || (options.until_finished && s.status().is_finished()) {
+                    connection.close(Duration::from_millis(200));
                     return Ok(());
                 }
             }

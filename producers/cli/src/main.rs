@@ -6,30 +6,38 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use watchtrain_cli::producer::{Endpoint, DEFAULT_URL};
+use watchtrain_cli::relay::{Endpoint, DEFAULT_URL};
 use watchtrain_cli::tail::Format;
-use watchtrain_cli::{run_send, run_tail, run_watch, TailOptions, WatchOptions};
+use watchtrain_cli::{run_send, run_tail, run_watch, Error, TailOptions, WatchOptions};
 use watchtrain_protocol::{
-    truncated, Action, Finished, Level, Log, Metrics, Outcome, Phase, Progress, Register, Stats,
+    truncated, Action, Finished, Level, Log, MetricNames, Outcome, Phase, Progress, Register, Stats,
 };
 
 #[derive(Parser)]
 #[command(
     name = "watchtrain",
     version,
-    about = "Stream a training to a Watchtrain relay, or watch one."
+    about = "Stream a training to a Watchtrain relay, or watch one.",
+    after_help = "Exit codes:
+  0  done
+  1  other failure (log file unreadable, nothing to watch)
+  2  usage or configuration (bad argument, malformed relay URL, unusable --ca file)
+  3  relay unreachable, connection lost, or not acknowledged within --timeout
+  4  refused (missing or wrong token, rejected frame: the relay's reason is printed;
+     stats or progress for a finished training)
+  5  TLS failure (certificate not trusted: see --ca)"
 )]
 struct Cli {
-    /// The relay.
+    /// The relay: http://host:port (or https://, ws://, wss://, or host:port), a path prefix allowed.
     #[arg(long, global = true, env = "WATCHTRAIN_URL", default_value = DEFAULT_URL)]
     url: String,
     /// The relay's token, if it has one (sent as `Authorization: Bearer`).
     #[arg(long, global = true, env = "WATCHTRAIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// PEM certificates to trust for an https:// relay (default: SSL_CERT_FILE, else the system's).
+    /// PEM certificates to trust for an https:// relay (default: SSL_CERT_FILE, else Mozilla's roots built in).
     #[arg(long, global = true, env = "WATCHTRAIN_CA")]
     ca: Option<PathBuf>,
-    /// Connect and write timeout, in seconds.
+    /// Seconds to wait for the relay: to connect, and for `send` to be acknowledged.
     #[arg(long, global = true, default_value_t = 5.0)]
     timeout: f64,
     #[command(subcommand)]
@@ -176,13 +184,19 @@ enum SendWhat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let endpoint = Endpoint {
-        url: cli.url.clone(),
-        token: cli.token.clone().filter(|t| !t.is_empty()),
-        timeout: Duration::from_secs_f64(cli.timeout.max(0.1)),
-        ca_file: cli.ca.clone(),
-    };
-    let result = match cli.command {
+    match command(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("watchtrain: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn command(cli: Cli) -> Result<(), Error> {
+    let timeout = Duration::from_secs_f64(cli.timeout.clamp(0.1, 86_400.0));
+    let endpoint = Endpoint::new(&cli.url, cli.token.clone(), timeout, cli.ca.clone())?;
+    match cli.command {
         Command::Tail {
             file,
             name,
@@ -212,7 +226,7 @@ fn main() -> ExitCode {
             metrics,
             epochs,
             what,
-        } => send(endpoint, name, run_key, metrics, epochs, what),
+        } => send(endpoint, name, run_key, metrics, epochs, what, timeout),
         Command::Watch {
             training,
             once,
@@ -220,21 +234,15 @@ fn main() -> ExitCode {
             no_clear,
         } => {
             let stdout = std::io::stdout();
+            let terminal = stdout.is_terminal();
             let options = WatchOptions {
                 training,
                 once,
                 until_finished,
-                width: 80,
-                clear: !no_clear && !once && stdout.is_terminal(),
+                width: (!terminal).then(watchtrain_cli::terminal_columns),
+                redraw: !no_clear && !once && terminal,
             };
             run_watch(endpoint, options, &mut stdout.lock())
-        }
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("watchtrain: {e}");
-            ExitCode::FAILURE
         }
     }
 }
@@ -259,7 +267,8 @@ fn send(
     mut metrics: Vec<String>,
     epochs: u32,
     what: SendWhat,
-) -> Result<(), String> {
+    timeout: Duration,
+) -> Result<(), Error> {
     metrics.retain(|m| !m.trim().is_empty());
     let action = match what {
         SendWhat::Register => None,
@@ -287,9 +296,9 @@ fn send(
             for pair in &values {
                 let (k, v) = pair
                     .split_once('=')
-                    .ok_or_else(|| format!("{pair}: expected NAME=VALUE"))?;
+                    .ok_or_else(|| Error::Usage(format!("{pair}: expected NAME=VALUE")))?;
                 let v = watchtrain_cli::tail::number(v)
-                    .ok_or_else(|| format!("{pair}: not a number"))?;
+                    .ok_or_else(|| Error::Usage(format!("{pair}: not a number")))?;
                 pairs.push((k.trim().to_string(), v));
             }
             if metrics.is_empty() {
@@ -329,24 +338,22 @@ fn send(
         })),
     };
     if metrics.len() > watchtrain_protocol::MAX_METRICS {
-        return Err(format!(
+        return Err(Error::Usage(format!(
             "at most {} metrics",
             watchtrain_protocol::MAX_METRICS
-        ));
+        )));
     }
     let register = Register {
         name: truncated(&name),
         run_key: truncated(&run_key.unwrap_or_else(|| format!("cli:{name}"))),
-        metrics: metrics.iter().map(|m| truncated(m)).collect::<Metrics>(),
+        metrics: metrics
+            .iter()
+            .map(|m| truncated(m))
+            .collect::<MetricNames>(),
         epochs,
         batches: 0,
     };
-    let id = run_send(
-        endpoint,
-        register,
-        action.into_iter().collect(),
-        Duration::from_secs(10),
-    )?;
+    let id = run_send(endpoint, register, action.into_iter().collect(), timeout)?;
     println!("{id}");
     Ok(())
 }

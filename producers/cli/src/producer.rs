@@ -1,183 +1,22 @@
-//! A producer's connection to the relay: registration handshake, numbered
-//! frames kept until the relay has them, resend after a reconnect.
+//! A producer's side of the relay: registration handshake, numbered frames
+//! kept until the relay acknowledges them, resend after a reconnect.
 //!
 //! Single-threaded and poll-driven: the caller pushes frames and calls
 //! [`Producer::pump`] from its loop; nothing here blocks for longer than the
-//! configured timeout.
+//! endpoint's timeout. A frame is delivered once the relay's `Ack` covers its
+//! `seq` (the relay acknowledges what it has stored), never merely because it
+//! was written to the socket.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
-use tungstenite::client::IntoClientRequest;
-use tungstenite::protocol::WebSocket;
 use tungstenite::Message;
 use watchtrain_protocol::{Ack, Action, Frame, Register};
 
-/// The relay's default address.
-pub const DEFAULT_URL: &str = "http://127.0.0.1:8555";
+use crate::relay::{refusal_reason, Connection, Endpoint, Error};
+
 /// Frames kept for the relay at most; past it the oldest already sent go first.
 pub const BUFFER_LIMIT: usize = 4096;
-
-/// Where the relay is and how to talk to it.
-#[derive(Debug, Clone)]
-pub struct Endpoint {
-    /// `http://host:port`, `https://host:port` (or `ws://`, `wss://`); a path prefix is kept.
-    pub url: String,
-    /// Sent as `Authorization: Bearer`.
-    pub token: Option<String>,
-    /// Connect, handshake and write timeout.
-    pub timeout: Duration,
-    /// PEM certificates to trust for `https://` (default: `SSL_CERT_FILE`, else the system bundle).
-    pub ca_file: Option<PathBuf>,
-}
-
-/// The system's certificate bundle on Debian and its relatives.
-const SYSTEM_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
-
-/// A connection to the relay: plain TCP or TLS over TCP.
-pub enum Stream {
-    /// `http://`.
-    Plain(TcpStream),
-    /// `https://` (rustls).
-    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
-}
-
-impl Stream {
-    /// The TCP socket underneath.
-    pub fn tcp(&self) -> &TcpStream {
-        match self {
-            Stream::Plain(s) => s,
-            Stream::Tls(s) => s.get_ref(),
-        }
-    }
-
-    /// Sets the socket's read timeout (reads then end in `WouldBlock` or `TimedOut`).
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.tcp().set_read_timeout(timeout)
-    }
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.read(buf),
-            Stream::Tls(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.write(buf),
-            Stream::Tls(s) => s.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Stream::Plain(s) => s.flush(),
-            Stream::Tls(s) => s.flush(),
-        }
-    }
-}
-
-impl Endpoint {
-    /// The WebSocket URL of `path` on the relay, and whether it is TLS.
-    pub fn ws_url(&self, path: &str) -> Result<(String, bool), String> {
-        let url = self.url.trim_end_matches('/');
-        let (rest, tls) = if let Some(rest) = url.strip_prefix("http://") {
-            (rest, false)
-        } else if let Some(rest) = url.strip_prefix("ws://") {
-            (rest, false)
-        } else if let Some(rest) = url.strip_prefix("https://") {
-            (rest, true)
-        } else if let Some(rest) = url.strip_prefix("wss://") {
-            (rest, true)
-        } else if url.contains("://") {
-            return Err(format!("{url}: unsupported URL scheme"));
-        } else {
-            (url, false)
-        };
-        let scheme = if tls { "wss" } else { "ws" };
-        Ok((format!("{scheme}://{rest}{path}"), tls))
-    }
-
-    fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, String> {
-        let file = self
-            .ca_file
-            .clone()
-            .or_else(|| std::env::var_os("SSL_CERT_FILE").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from(SYSTEM_CA_FILE));
-        let mut roots = rustls::RootCertStore::empty();
-        let certs =
-            CertificateDer::pem_file_iter(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-        for cert in certs {
-            let cert = cert.map_err(|e| format!("{}: {e}", file.display()))?;
-            let _ = roots.add(cert); // a bundle may hold certificates rustls does not take
-        }
-        if roots.is_empty() {
-            return Err(format!("{}: no usable certificate", file.display()));
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Ok(Arc::new(config))
-    }
-
-    /// Opens a WebSocket to `path` with the token and timeouts applied.
-    pub fn connect(&self, path: &str) -> Result<WebSocket<Stream>, String> {
-        let (url, tls) = self.ws_url(path)?;
-        let mut request = url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| format!("{url}: {e}"))?;
-        if let Some(token) = &self.token {
-            let value = format!("Bearer {token}")
-                .parse()
-                .map_err(|_| "bad token".to_string())?;
-            request.headers_mut().insert("authorization", value);
-        }
-        let uri = request.uri();
-        let host = uri
-            .host()
-            .unwrap_or("127.0.0.1")
-            .trim_matches(['[', ']'])
-            .to_string();
-        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        let addr = (host.as_str(), port)
-            .to_socket_addrs()
-            .map_err(|e| format!("{host}:{port}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("{host}:{port}: no address"))?;
-        let tcp =
-            TcpStream::connect_timeout(&addr, self.timeout).map_err(|e| format!("{addr}: {e}"))?;
-        tcp.set_read_timeout(Some(self.timeout))
-            .map_err(|e| e.to_string())?;
-        tcp.set_write_timeout(Some(self.timeout))
-            .map_err(|e| e.to_string())?;
-        let _ = tcp.set_nodelay(true);
-        let stream = if tls {
-            let name = ServerName::try_from(host.clone()).map_err(|e| format!("{host}: {e}"))?;
-            let connection = rustls::ClientConnection::new(self.tls_config()?, name)
-                .map_err(|e| format!("{url}: {e}"))?;
-            Stream::Tls(Box::new(rustls::StreamOwned::new(connection, tcp)))
-        } else {
-            Stream::Plain(tcp)
-        };
-        let (ws, _) = tungstenite::client(request, stream).map_err(|e| format!("{url}: {e}"))?;
-        Ok(ws)
-    }
-}
 
 /// One frame waiting for the relay.
 #[derive(Debug)]
@@ -190,20 +29,13 @@ struct Entry {
     sent: bool,
 }
 
-/// Reads the next message, `None` when none is waiting.
-pub fn try_read(ws: &mut WebSocket<Stream>) -> Result<Option<Message>, String> {
-    match ws.read() {
-        Ok(m) => Ok(Some(m)),
-        Err(tungstenite::Error::Io(e))
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(e.to_string()),
-    }
+/// What a [`Producer::pump`] found the link doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// Connected: what was waiting is sent, acknowledgements are read.
+    Up,
+    /// Waiting for the next reconnect attempt.
+    Waiting,
 }
 
 /// A training's producer side.
@@ -216,18 +48,22 @@ pub struct Producer {
     training_id: u32,
     /// The last sequence number given to a frame.
     seq: u32,
+    /// The highest `seq` the relay acknowledged.
+    acked: u32,
     /// The first handshake is done (later ones only trim, never renumber).
     handshaken: bool,
-    /// Frames the relay may not have yet, oldest first.
+    /// Frames the relay has not acknowledged yet, oldest first.
     pending: VecDeque<Entry>,
     /// The connection, when up.
-    ws: Option<WebSocket<Stream>>,
+    connection: Option<Connection>,
     /// No reconnect before this.
     next_attempt: Instant,
     /// The wait after the next failure.
     backoff: Duration,
     /// Failures since the last good connection (only the first is reported).
     failures: u32,
+    /// The relay's reasons for frames it rejected, not yet taken by the caller.
+    rejections: Vec<String>,
 }
 
 impl Producer {
@@ -238,12 +74,14 @@ impl Producer {
             register,
             training_id: 0,
             seq: 0,
+            acked: 0,
             handshaken: false,
             pending: VecDeque::new(),
-            ws: None,
+            connection: None,
             next_attempt: Instant::now(),
             backoff: Duration::from_millis(200),
             failures: 0,
+            rejections: Vec::new(),
         }
     }
 
@@ -252,12 +90,12 @@ impl Producer {
         self.training_id
     }
 
-    /// True while a registered connection is up.
-    pub fn connected(&self) -> bool {
-        self.ws.is_some()
+    /// The highest sequence number the relay acknowledged.
+    pub fn acked(&self) -> u32 {
+        self.acked
     }
 
-    /// Frames not yet known to be at the relay.
+    /// Frames the relay has not acknowledged yet.
     pub fn backlog(&self) -> usize {
         self.pending.len()
     }
@@ -267,13 +105,23 @@ impl Producer {
         &self.register
     }
 
+    /// Failures since the last good connection.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// The relay's reasons for the frames it rejected since the last call.
+    pub fn take_rejections(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.rejections)
+    }
+
     /// Changes the registration and sends it in order with the other frames.
     pub fn reregister(&mut self, register: Register) {
         self.register = register.clone();
         self.enqueue(0, Action::Register(register));
     }
 
-    /// Queues a numbered frame (stats, log, finished): it is sent until the relay has it.
+    /// Queues a numbered frame (stats, log, finished): it is sent until the relay acknowledges it.
     pub fn push(&mut self, action: Action) {
         self.seq += 1;
         self.enqueue(self.seq, action);
@@ -297,6 +145,7 @@ impl Producer {
     }
 
     fn trim(&mut self, acked: u32) {
+        self.acked = self.acked.max(acked);
         while let Some(front) = self.pending.front() {
             if front.seq <= acked && (front.seq != 0 || front.sent) {
                 self.pending.pop_front();
@@ -306,16 +155,17 @@ impl Producer {
         }
     }
 
-    /// Connects if due, sends what is waiting, reads acknowledgements.
-    /// Returns an error text when the connection failed or broke (it is retried on a later pump).
-    pub fn pump(&mut self) -> Result<(), String> {
-        if self.ws.is_none() {
+    /// Connects if due, sends what is waiting, reads acknowledgements and rejections.
+    /// An error is returned once per failure; the link is retried on a later pump
+    /// unless the error [is permanent](Error::is_permanent).
+    pub fn pump(&mut self) -> Result<Link, Error> {
+        if self.connection.is_none() {
             if Instant::now() < self.next_attempt {
-                return Err("waiting to reconnect".into());
+                return Ok(Link::Waiting);
             }
             match self.handshake() {
-                Ok(ws) => {
-                    self.ws = Some(ws);
+                Ok(connection) => {
+                    self.connection = Some(connection);
                     self.failures = 0;
                     self.backoff = Duration::from_millis(200);
                 }
@@ -326,9 +176,9 @@ impl Producer {
             }
         }
         match self.send_and_read() {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(Link::Up),
             Err(e) => {
-                self.ws = None;
+                self.connection = None;
                 self.failed();
                 Err(e)
             }
@@ -341,39 +191,59 @@ impl Producer {
         self.backoff = (self.backoff * 2).min(Duration::from_secs(10));
     }
 
-    /// Failures since the last good connection.
-    pub fn failures(&self) -> u32 {
-        self.failures
+    fn frame_bytes(&self, seq: u32, action: Action) -> Result<Vec<u8>, Error> {
+        let frame = Frame {
+            training_id: self.training_id,
+            seq,
+            action,
+        };
+        // Every action the CLI builds fits a frame; a failure here is a bug worth naming.
+        frame
+            .to_bytes()
+            .map(|b| b.to_vec())
+            .map_err(|e| Error::Rejected {
+                reason: format!("cannot encode the frame: {e}"),
+            })
     }
 
-    fn handshake(&mut self) -> Result<WebSocket<Stream>, String> {
-        let mut ws = self.endpoint.connect("/v1/produce")?;
-        let hello = Frame {
-            training_id: self.training_id,
-            seq: 0,
-            action: Action::Register(self.register.clone()),
-        };
-        let bytes = hello.to_bytes().map_err(|e| e.to_string())?;
-        ws.send(Message::binary(bytes.to_vec()))
-            .map_err(|e| e.to_string())?;
+    /// Reads one message: an `Ack` trims the buffer, JSON text is the relay's rejection.
+    fn on_message(&mut self, message: Message) -> Option<(u32, u32)> {
+        match message {
+            Message::Binary(data) => match Frame::decode(&data) {
+                Ok(Frame {
+                    training_id,
+                    action: Action::Ack(Ack { seq }),
+                    ..
+                }) => Some((training_id, seq)),
+                _ => None,
+            },
+            Message::Text(text) => {
+                let reason = refusal_reason(text.as_bytes()).unwrap_or_default();
+                self.rejections.push(reason);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn handshake(&mut self) -> Result<Connection, Error> {
+        let mut connection = self.endpoint.connect("/v1/produce")?;
+        connection.send(self.frame_bytes(0, Action::Register(self.register.clone()))?)?;
         let give_up = Instant::now() + self.endpoint.timeout;
         let (id, last) = loop {
             if Instant::now() >= give_up {
-                return Err("no answer to the registration".into());
+                return Err(Error::Timeout {
+                    what: "no answer to the registration",
+                    after: self.endpoint.timeout,
+                });
             }
-            match try_read(&mut ws)? {
-                Some(Message::Binary(data)) => {
-                    if let Ok(Frame {
-                        training_id,
-                        action: Action::Ack(Ack { seq }),
-                        ..
-                    }) = Frame::decode(&data)
-                    {
-                        break (training_id, seq);
-                    }
+            if let Some(message) = connection.read()? {
+                if let Some(ack) = self.on_message(message) {
+                    break ack;
                 }
-                Some(Message::Close(_)) => return Err("the relay closed the connection".into()),
-                _ => {}
+                if let Some(reason) = self.rejections.pop() {
+                    return Err(Error::Rejected { reason });
+                }
             }
         };
         self.training_id = id;
@@ -396,108 +266,71 @@ impl Producer {
             entry.sent = false;
         }
         self.trim(last);
-        ws.get_mut()
-            .set_read_timeout(Some(Duration::from_millis(1)))
-            .map_err(|e| e.to_string())?;
-        Ok(ws)
+        connection.set_read_timeout(Duration::from_millis(1))?;
+        Ok(connection)
     }
 
-    fn send_and_read(&mut self) -> Result<(), String> {
-        let ws = self.ws.as_mut().ok_or("not connected")?;
-        let id = self.training_id;
+    fn send_and_read(&mut self) -> Result<(), Error> {
         let mut i = 0;
         while i < self.pending.len() {
-            let entry = &mut self.pending[i];
-            if !entry.sent {
-                let frame = Frame {
-                    training_id: id,
-                    seq: entry.seq,
-                    action: entry.action.clone(),
-                };
-                let bytes = frame.to_bytes().map_err(|e| e.to_string())?;
-                ws.send(Message::binary(bytes.to_vec()))
-                    .map_err(|e| e.to_string())?;
-                entry.sent = true;
-                if entry.seq == 0 {
+            if !self.pending[i].sent {
+                let bytes =
+                    self.frame_bytes(self.pending[i].seq, self.pending[i].action.clone())?;
+                let connection = self.connection.as_mut().ok_or(Error::Closed {
+                    reason: String::new(),
+                })?;
+                connection.send(bytes)?;
+                if self.pending[i].seq == 0 {
                     self.pending.remove(i);
                     continue;
                 }
+                self.pending[i].sent = true;
             }
             i += 1;
         }
-        let mut acked = None;
-        while let Some(message) = try_read(ws)? {
-            match message {
-                Message::Binary(data) => {
-                    if let Ok(Frame {
-                        action: Action::Ack(Ack { seq }),
-                        ..
-                    }) = Frame::decode(&data)
-                    {
-                        acked = Some(seq);
-                    }
-                }
-                Message::Close(_) => return Err("the relay closed the connection".into()),
-                _ => {}
+        loop {
+            let connection = self.connection.as_mut().ok_or(Error::Closed {
+                reason: String::new(),
+            })?;
+            let Some(message) = connection.read()? else {
+                return Ok(());
+            };
+            if let Some((_, seq)) = self.on_message(message) {
+                self.trim(seq);
             }
         }
-        if let Some(seq) = acked {
-            self.trim(seq);
-        }
-        Ok(())
     }
 
-    /// Pumps until everything is sent, then closes the connection cleanly (the
-    /// relay's close answer means it read every frame). Returns true when delivered.
-    pub fn flush(&mut self, timeout: Duration) -> bool {
+    /// Pumps until the relay has acknowledged every numbered frame (and every
+    /// unsequenced one is sent), then closes the connection cleanly.
+    ///
+    /// Fails at once on a [permanent](Error::is_permanent) error or a rejected
+    /// frame; otherwise, after `timeout`, with the last error seen (or a timeout).
+    pub fn flush(&mut self, timeout: Duration) -> Result<(), Error> {
         let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            let _ = self.pump();
-            if self.ws.is_some() && self.pending.iter().all(|e| e.sent) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let Some(mut ws) = self.ws.take() else {
-            return false;
-        };
-        if !self.pending.iter().all(|e| e.sent) {
-            return false;
-        }
-        if ws.close(None).is_err() {
-            return false;
-        }
-        let _ = ws
-            .get_mut()
-            .set_read_timeout(Some(Duration::from_millis(50)));
-        while Instant::now() < deadline {
-            match ws.read() {
+        let mut last_error = None;
+        loop {
+            match self.pump() {
+                Ok(Link::Up) if self.pending.is_empty() => break,
                 Ok(_) => {}
-                Err(tungstenite::Error::ConnectionClosed)
-                | Err(tungstenite::Error::AlreadyClosed) => {
-                    self.pending.clear();
-                    return true;
-                }
-                Err(tungstenite::Error::Io(e))
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) => {}
-                // The relay dropped the connection after our close: it read everything before it.
-                Err(tungstenite::Error::Protocol(
-                    tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
-                )) => {
-                    self.pending.clear();
-                    return true;
-                }
-                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    // The same over TLS: the relay closed the socket without a TLS goodbye.
-                    self.pending.clear();
-                    return true;
-                }
-                Err(_) => return false,
+                Err(e) if e.is_permanent() => return Err(e),
+                Err(e) => last_error = Some(e),
             }
+            if let Some(reason) = self.rejections.pop() {
+                return Err(Error::Rejected { reason });
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(last_error.unwrap_or(Error::Timeout {
+                    what: "not acknowledged by the relay",
+                    after: timeout,
+                }));
+            }
+            std::thread::sleep((deadline - now).min(Duration::from_millis(10)));
         }
-        false
+        if let Some(connection) = self.connection.take() {
+            connection.close(Duration::from_millis(200));
+        }
+        Ok(())
     }
 }

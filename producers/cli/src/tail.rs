@@ -70,6 +70,11 @@ impl Follower {
         }
     }
 
+    /// True once the followed file exists and is open.
+    pub fn is_open(&self) -> bool {
+        self.file.is_some()
+    }
+
     /// New events since the last poll.
     pub fn poll(&mut self) -> io::Result<Vec<Event>> {
         let mut events = Vec::new();
@@ -230,23 +235,45 @@ fn duration_ms(cell: &str) -> Option<u32> {
 
 /// Splits one CSV line (quotes allowed, no line breaks inside cells).
 pub fn split_csv(line: &str) -> Vec<String> {
-    let mut cells = Vec::new();
-    let mut cell = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                cell.push('"');
-                chars.next();
-            }
-            '"' => quoted = !quoted,
-            ',' if !quoted => cells.push(std::mem::take(&mut cell)),
-            _ => cell.push(c),
-        }
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(line.as_bytes());
+    match reader.records().next() {
+        Some(Ok(record)) => record.iter().map(str::to_string).collect(),
+        _ => vec![line.to_string()],
     }
-    cells.push(cell);
-    cells
+}
+
+/// JSON with Python's non-finite numbers (`NaN`, `Infinity`, `-Infinity`, what
+/// `json.dumps` writes) turned into strings, which serde_json accepts and
+/// [`number`] reads back. serde_json has no option for them, and its `Value`
+/// cannot hold a NaN.
+fn quote_non_finite(line: &str) -> String {
+    let mut out = String::with_capacity(line.len() + 8);
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut rest = line;
+    while let Some(c) = rest.chars().next() {
+        if in_string {
+            in_string = escaped || c != '"';
+            escaped = !escaped && c == '\\';
+        } else if c == '"' {
+            in_string = true;
+        } else if let Some(word) = ["-Infinity", "Infinity", "NaN"]
+            .into_iter()
+            .find(|w| rest.starts_with(w))
+        {
+            out.push('"');
+            out.push_str(word);
+            out.push('"');
+            rest = &rest[word.len()..];
+            continue;
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
 }
 
 /// One epoch's merged values.
@@ -298,47 +325,57 @@ impl Table {
                     if line.is_empty() {
                         continue;
                     }
-                    let parsed = if format == Format::JsonLines || line.starts_with('{') {
-                        self.json_line(line)
-                    } else {
-                        let had_header = self.header.is_some();
-                        let parsed = self.csv_line(line);
-                        if !had_header {
-                            // A CSV header names the metrics, in its order.
-                            for name in self.header.iter().flatten() {
-                                if !skipped(name)
-                                    && !self.metrics.contains(name)
-                                    && self.metrics.len() < MAX_METRICS
-                                {
-                                    self.metrics.push(name.clone());
-                                    changes.metrics_changed = true;
-                                }
-                            }
-                        }
-                        parsed
-                    };
-                    if let Some((epoch, cells, duration)) = parsed {
-                        for (name, _) in &cells {
-                            if !self.metrics.contains(name) && self.metrics.len() < MAX_METRICS {
-                                self.metrics.push(name.clone());
-                                changes.metrics_changed = true;
-                            }
-                        }
-                        let row = self.rows.entry(epoch).or_default();
-                        let before = row.clone();
-                        row.values.extend(cells);
-                        if duration.is_some() {
-                            row.duration_ms = duration;
-                        }
-                        if *row != before && !changes.epochs.contains(&epoch) {
-                            changes.epochs.push(epoch);
-                        }
+                    if let Some(row) = self.parse_line(format, line, &mut changes) {
+                        self.merge(row, &mut changes);
                     }
                 }
             }
         }
         changes.epochs.sort_unstable();
         changes
+    }
+
+    /// One line as an epoch's values; a CSV header names the metrics, in its order.
+    fn parse_line(
+        &mut self,
+        format: Format,
+        line: &str,
+        changes: &mut Changes,
+    ) -> Option<ParsedRow> {
+        if format == Format::JsonLines || line.starts_with('{') {
+            return json_line(line);
+        }
+        let had_header = self.header.is_some();
+        let parsed = self.csv_line(line);
+        if !had_header {
+            let names = self.header.clone().unwrap_or_default();
+            self.add_metrics(names.iter().filter(|n| !skipped(n)), changes);
+        }
+        parsed
+    }
+
+    /// Adds metric names not seen yet (up to [`MAX_METRICS`]).
+    fn add_metrics<'a>(&mut self, names: impl Iterator<Item = &'a String>, changes: &mut Changes) {
+        for name in names {
+            if !self.metrics.contains(name) && self.metrics.len() < MAX_METRICS {
+                self.metrics.push(name.clone());
+                changes.metrics_changed = true;
+            }
+        }
+    }
+
+    /// Merges a parsed line into its epoch's row (Lightning writes one epoch on several rows).
+    fn merge(&mut self, (epoch, cells, duration): ParsedRow, changes: &mut Changes) {
+        self.add_metrics(cells.iter().map(|(name, _)| name), changes);
+        let row = self.rows.entry(epoch).or_default();
+        let before = row.clone();
+        row.values.extend(cells);
+        if duration.is_some() {
+            row.duration_ms = duration;
+        }
+        if *row != before && !changes.epochs.contains(&epoch) {
+            changes.epochs.push(epoch);
+        }
     }
 
     fn csv_line(&mut self, line: &str) -> Option<ParsedRow> {
@@ -384,34 +421,6 @@ impl Table {
         Some((epoch, values, duration))
     }
 
-    fn json_line(&mut self, line: &str) -> Option<ParsedRow> {
-        let value: serde_json::Value = serde_json::from_str(line).ok()?;
-        let object = value.as_object()?;
-        let epoch = object
-            .get("epoch")
-            .and_then(|e| e.as_f64())
-            .filter(|e| *e >= 0.0)? as u32;
-        let duration = object.get("time").and_then(|t| match t {
-            serde_json::Value::String(s) => duration_ms(s),
-            other => other.as_f64().map(|s| (s * 1000.0) as u32),
-        });
-        let mut values = Vec::new();
-        for (name, v) in object {
-            if skipped(name) {
-                continue;
-            }
-            let v = match v {
-                serde_json::Value::Number(n) => n.as_f64().map(|f| f as f32),
-                serde_json::Value::String(s) => number(s).filter(|f| !f.is_finite()),
-                _ => None,
-            };
-            if let Some(v) = v {
-                values.push((name.clone(), v));
-            }
-        }
-        Some((epoch, values, duration))
-    }
-
     /// The values of `epoch` aligned to the metric names (NaN where missing).
     pub fn values(&self, epoch: u32) -> Vec<f32> {
         let row = self.rows.get(&epoch);
@@ -423,6 +432,35 @@ impl Table {
             })
             .collect()
     }
+}
+
+/// One JSON-lines row: its `epoch`, numeric fields (NaN and infinities included), `time`.
+fn json_line(line: &str) -> Option<ParsedRow> {
+    let value: serde_json::Value = serde_json::from_str(&quote_non_finite(line)).ok()?;
+    let object = value.as_object()?;
+    let epoch = object
+        .get("epoch")
+        .and_then(|e| e.as_f64())
+        .filter(|e| *e >= 0.0)? as u32;
+    let duration = object.get("time").and_then(|t| match t {
+        serde_json::Value::String(s) => duration_ms(s),
+        other => other.as_f64().map(|s| (s * 1000.0) as u32),
+    });
+    let mut values = Vec::new();
+    for (name, v) in object {
+        if skipped(name) {
+            continue;
+        }
+        let v = match v {
+            serde_json::Value::Number(n) => n.as_f64().map(|f| f as f32),
+            serde_json::Value::String(s) => number(s).filter(|f| !f.is_finite()),
+            _ => None,
+        };
+        if let Some(v) = v {
+            values.push((name.clone(), v));
+        }
+    }
+    Some((epoch, values, duration))
 }
 
 #[cfg(test)]
@@ -460,6 +498,30 @@ mod tests {
         assert_eq!(t.metrics, ["accuracy", "loss", "val_loss"]);
         assert_eq!(t.values(1), [0.6, 0.8, 0.9]);
         assert_eq!(t.rows[&0].duration_ms, None);
+    }
+
+    #[test]
+    fn json_lines_keep_python_non_finite_numbers() {
+        let mut t = Table::default();
+        let c = t.read(
+            Format::JsonLines,
+            &lines(concat!(
+                r#"{"epoch": 0, "loss": NaN, "grad": Infinity, "lr": -Infinity, "note": "NaN inside"}"#,
+                "\n",
+                r#"{"epoch": 1, "loss": 0.5, "grad": 1, "lr": 0.1, "tag": "say \"NaN\""}"#,
+            )),
+        );
+        assert_eq!(c.epochs, [0, 1]);
+        assert_eq!(t.metrics, ["grad", "loss", "lr"]);
+        let e0 = t.values(0);
+        assert_eq!(e0[0], f32::INFINITY);
+        assert!(e0[1].is_nan());
+        assert_eq!(e0[2], f32::NEG_INFINITY);
+        assert_eq!(t.values(1)[..3], [1.0, 0.5, 0.1]);
+        assert_eq!(
+            quote_non_finite(r#"{"a": NaN, "b": "x\"NaN"}"#),
+            r#"{"a": "NaN", "b": "x\"NaN"}"#
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use watchtrain_protocol::format::{duration, value};
 use watchtrain_protocol::{Bar, Status, TrainingState};
 
 const BLOCKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
@@ -56,78 +57,54 @@ pub fn bar(bar: &Bar, width: usize) -> String {
     )
 }
 
-/// `1h 02m`, `3m 07s`, `12s`.
-pub fn duration(ms: u64) -> String {
-    let s = ms / 1000;
-    if s >= 3600 {
-        format!("{}h {:02}m", s / 3600, s % 3600 / 60)
-    } else if s >= 60 {
-        format!("{}m {:02}s", s / 60, s % 60)
-    } else {
-        format!("{s}s")
-    }
-}
-
-fn value(v: f32) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "inf" } else { "-inf" }.into()
-    } else if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e5) {
-        format!("{v:.3e}")
-    } else {
-        format!("{v:.4}")
-    }
-}
-
 /// The whole view of `state` (training `id`), `width` columns wide.
 pub fn render(id: u32, state: &TrainingState, width: usize) -> String {
     let width = width.max(40);
     let mut out = String::new();
-    let name = if state.name.is_empty() {
+    let name = if state.name().is_empty() {
         "(unnamed)"
     } else {
-        state.name.as_str()
+        state.name().as_str()
     };
-    let epochs = if state.epochs == 0 {
+    let epochs = if state.epochs() == 0 {
         "?".to_string()
     } else {
-        state.epochs.to_string()
+        state.epochs().to_string()
     };
     let _ = write!(
         out,
         "#{id} {name} · {} · epoch {}/{epochs}",
-        state.status.as_str(),
-        state.epoch + 1
+        state.status().as_str(),
+        state.epoch() + 1
     );
     match state.eta_ms() {
-        Some(eta) if !state.status.is_finished() => {
+        Some(eta) if !state.status().is_finished() => {
             let _ = write!(out, " · ETA {}", duration(eta));
         }
         _ => {}
     }
-    if state.status.is_finished() && !state.reason.is_empty() {
-        let _ = write!(out, " · {}", state.reason);
+    if state.status().is_finished() && !state.reason().is_empty() {
+        let _ = write!(out, " · {}", state.reason());
     }
     out.push('\n');
     let bar_width = (width - 20).min(40);
-    let _ = writeln!(out, "train {}", bar(&state.train, bar_width));
-    let _ = writeln!(out, "valid {}", bar(&state.valid, bar_width));
+    let _ = writeln!(out, "train {}", bar(&state.train(), bar_width));
+    let _ = writeln!(out, "valid {}", bar(&state.valid(), bar_width));
     let name_width = state
-        .metrics
+        .metrics()
         .iter()
         .map(|m| m.chars().count())
         .max()
         .unwrap_or(0);
-    for (i, metric) in state.metrics.iter().enumerate() {
+    for (i, metric) in state.metrics().iter().enumerate() {
         let mut series: Vec<f32> = Vec::new();
         let mut last_row_epoch = None;
         for (epoch, row) in state.history_rows() {
             series.push(row.get(i).copied().unwrap_or(f32::NAN));
             last_row_epoch = Some(epoch);
         }
-        let latest = state.latest.get(i).copied();
-        if let (Some(latest_epoch), Some(v)) = (state.latest_epoch, latest) {
+        let latest = state.latest().get(i).copied();
+        if let (Some(latest_epoch), Some(v)) = (state.latest_epoch(), latest) {
             if last_row_epoch != Some(latest_epoch) {
                 series.push(v);
             }
@@ -137,19 +114,19 @@ pub fn render(id: u32, state: &TrainingState, width: usize) -> String {
             series.drain(..series.len() - spark_room);
         }
         let best = state
-            .best
+            .best()
             .get(i)
             .filter(|b| !b.value.is_nan())
             .map(|b| format!("best {} (e{})", value(b.value), b.epoch + 1))
             .unwrap_or_default();
-        let latest = latest.map(value).unwrap_or_else(|| "-".into());
+        let latest = latest.map_or_else(|| "-".to_string(), |v| value(v).to_string());
         let _ = writeln!(
             out,
             "{metric:<name_width$}  {latest:>10}  {best:<20} {}",
             sparkline(&series)
         );
     }
-    if state.status == Status::Stalled {
+    if state.status() == Status::Stalled {
         out.push_str("(nothing arrived from the training for a while)\n");
     }
     out

@@ -1,8 +1,8 @@
 //! The `watchtrain` binary against the real relay binary on a loopback port,
 //! with log files appended to by other processes, rotated and truncated.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -27,27 +27,23 @@ fn relay_binary() -> PathBuf {
     path
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Relay {
+    /// `0` until the first start, then the port the relay chose (a restart binds it again).
     port: u16,
     db: PathBuf,
+    /// The relay's stderr, kept for the failure message.
+    log: PathBuf,
     child: Option<Child>,
-    /// Extra flags (TLS).
+    /// Extra flags (TLS, tokens).
     args: Vec<String>,
 }
 
 impl Relay {
     fn new(dir: &Path) -> Relay {
         Relay {
-            port: free_port(),
+            port: 0,
             db: dir.join("relay.sqlite3"),
+            log: dir.join("relay.log"),
             child: None,
             args: Vec::new(),
         }
@@ -57,23 +53,52 @@ impl Relay {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// What the relay wrote on stderr so far.
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Starts the relay on port 0 (the first time) and reads its address from its first line.
     fn start(&mut self) {
-        let child = Command::new(relay_binary())
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut child = Command::new(relay_binary())
             .args(["--listen", &format!("127.0.0.1:{}", self.port), "--db"])
             .arg(&self.db)
             .args(&self.args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
             .spawn()
             .expect("relay starts");
-        self.child = Some(child);
-        if self.args.is_empty() {
-            wait_for("relay up", || http_get(self.port, "/healthz").is_some());
-        } else {
-            wait_for("relay listening", || {
-                TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Reads the first line, then keeps reading so the relay never blocks on its stdout.
+        std::thread::spawn(move || {
+            let _ = tx.send(lines.next());
+            for _ in lines {}
+        });
+        let first = rx.recv_timeout(Duration::from_secs(30));
+        let Ok(Some(Ok(first))) = first else {
+            let _ = child.kill();
+            panic!(
+                "the relay printed no address; its stderr:\n{}",
+                self.stderr()
+            );
+        };
+        let addr: SocketAddr = first
+            .strip_prefix("watchtrain-relay listening on ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "unexpected first line {first:?}; stderr:\n{}",
+                    self.stderr()
+                )
             });
-        }
+        self.port = addr.port();
+        self.child = Some(child);
     }
 
     fn kill(&mut self) {
@@ -130,7 +155,7 @@ fn http_get(port: u16, path: &str) -> Option<String> {
 }
 
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if ok() {
             return;
@@ -138,6 +163,14 @@ fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("timed out waiting for {what}");
+}
+
+/// A loopback address where nothing listens: a relay's, after a `kill -9`.
+fn dead_relay_url(dir: &Path) -> String {
+    let mut relay = Relay::new(dir);
+    relay.start();
+    relay.kill();
+    relay.url()
 }
 
 /// Appends `text` to `file` from another process, as a training would.
@@ -195,7 +228,7 @@ fn tail_follows_appends_rotation_truncation_and_a_relay_restart() {
             &relay.url(),
         ])
         .arg(&log)
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("tail.err")).unwrap())
         .spawn()
         .unwrap();
     let stored = |relay: &Relay, n: usize| {
@@ -231,7 +264,13 @@ fn tail_follows_appends_rotation_truncation_and_a_relay_restart() {
         append(&log, &row(epoch));
     }
     let status = wait_exit(&mut tail, Duration::from_secs(30));
-    assert!(status.success());
+    let said = std::fs::read_to_string(dir.path().join("tail.err")).unwrap();
+    assert!(status.success(), "{said}");
+    // Progress as it goes: the connection, each epoch read, the relay's absence, the end.
+    assert!(said.contains("connected: training"), "{said}");
+    assert!(said.contains("epoch 9: train_loss=0.1000"), "{said}");
+    assert!(said.contains("frame(s), retrying"), "{said}");
+    assert!(said.contains("finished: training"), "{said}");
     let training = relay.training("tailed").unwrap();
     assert_eq!(training["status"], "completed");
     let id = training["id"].as_u64().unwrap();
@@ -268,7 +307,8 @@ fn tail_merges_lightning_rows_and_reads_json_lines() {
          0,9,,0.9,\n0,15,,,0.8\n0,15,0.85,,\n1,19,,0.5,\n1,31,,,0.45\n1,31,0.5,,\n",
     );
     let jsonl = dir.path().join("log.jsonl");
-    append(&jsonl, "{\"epoch\": 0, \"loss\": 1.5, \"acc\": 0.25}\n{\"epoch\": 1, \"loss\": \"NaN\", \"acc\": 0.5}\n");
+    // Python's json.dumps writes a NaN loss as a bare NaN: it must reach the relay, not be dropped.
+    append(&jsonl, "{\"epoch\": 0, \"loss\": 1.5, \"acc\": 0.25}\n{\"epoch\": 1, \"loss\": \"NaN\", \"acc\": 0.5}\n{\"epoch\": 2, \"loss\": NaN, \"acc\": Infinity}\n");
     for (file, name) in [(&lightning, "lightning"), (&jsonl, "jsonl")] {
         let out = Command::new(cli())
             .args([
@@ -312,6 +352,9 @@ fn tail_merges_lightning_rows_and_reads_json_lines() {
     assert_eq!(history[0], (0, vec![0.25, 1.5]));
     assert_eq!(history[1].1[0], 0.5);
     assert!(history[1].1[1].is_nan());
+    assert_eq!(history.len(), 3, "the bare-NaN row too: {history:?}");
+    assert_eq!(history[2].1[0], f64::INFINITY);
+    assert!(history[2].1[1].is_nan());
 }
 
 fn send(relay: &Relay, args: &[&str]) -> Output {
@@ -379,6 +422,7 @@ fn send_and_watch() {
 
     let watch = Command::new(cli())
         .args(["watch", &id.to_string(), "--once", "--url", &relay.url()])
+        .env_remove("COLUMNS")
         .output()
         .unwrap();
     assert!(
@@ -392,6 +436,21 @@ fn send_and_watch() {
     assert!(view.contains("5/10"), "{view}");
     assert!(view.contains("loss"), "{view}");
     assert!(view.contains("▁"), "a sparkline: {view}");
+    // Not a terminal: COLUMNS sets the width (a terminal's own width is asked each draw).
+    let narrow = Command::new(cli())
+        .args(["watch", &id.to_string(), "--once", "--url", &relay.url()])
+        .env("COLUMNS", "40")
+        .output()
+        .unwrap();
+    let narrow = String::from_utf8(narrow.stdout).unwrap();
+    assert!(
+        narrow.contains(&format!("train [{}]", "#".repeat(10) + &".".repeat(10))),
+        "{narrow}"
+    );
+    assert!(
+        view.contains(&format!("train [{}]", "#".repeat(20) + &".".repeat(20))),
+        "{view}"
+    );
 
     // A watcher that stays until the training finishes, across a relay restart.
     let mut watcher = Command::new(cli())
@@ -423,6 +482,11 @@ fn send_and_watch() {
     let out = send(&relay, &["finish"]);
     assert!(out.status.success());
     assert!(wait_exit(&mut watcher, Duration::from_secs(10)).success());
+    // Stats after the finish would reopen the training: refused, and it stays completed.
+    let out = send(&relay, &["stats", "--epoch", "3", "loss=0.3"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("has finished (completed)"), "{stderr}");
     let mut text = String::new();
     watcher
         .stdout
@@ -444,16 +508,23 @@ fn send_and_watch() {
 
 #[test]
 fn send_fails_cleanly_without_a_relay() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = dead_relay_url(dir.path());
+    let started = Instant::now();
     let out = Command::new(cli())
-        .args(["--timeout", "0.5", "send", "--name", "x", "log", "hello"])
-        .env(
-            "WATCHTRAIN_URL",
-            format!("http://127.0.0.1:{}", free_port()),
-        )
+        .args(["--timeout", "1", "send", "--name", "x", "log", "hello"])
+        .env("WATCHTRAIN_URL", url)
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not delivered"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("unreachable"), "{stderr}");
+    // --timeout is the whole wait (it used to be a fixed 10 s); the bound only guards against that.
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -478,10 +549,9 @@ fn send_and_watch_over_tls_with_the_relays_own_certificate() {
         .arg("-out")
         .arg(&cert)
         .output();
-    let Ok(made) = made else {
-        eprintln!("openssl is needed to make the test certificate: skipped");
-        return;
-    };
+    let made = made.expect(
+        "openssl makes the test certificate (apt-get install openssl; the test suites install it)",
+    );
     assert!(
         made.status.success(),
         "{}",
@@ -538,4 +608,215 @@ fn send_and_watch_over_tls_with_the_relays_own_certificate() {
     );
     assert!(view.contains("tls job · completed"), "{view}");
     assert!(view.contains("0.5000"), "{view}");
+}
+
+fn cli_output(args: &[&str]) -> Output {
+    Command::new(cli())
+        .args(args)
+        .env_remove("WATCHTRAIN_URL")
+        .env_remove("WATCHTRAIN_TOKEN")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_refused_token_is_said_once_with_the_relays_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut relay = Relay::new(dir.path());
+    relay.args = ["--token", "s3cret", "--consumer-token", "look"]
+        .map(String::from)
+        .to_vec();
+    relay.start();
+    let url = relay.url();
+    for (token, reason) in [
+        (None, "this relay needs a token"),
+        (Some("wrong"), "wrong token"),
+        (Some("look"), "a consumer token cannot publish"),
+    ] {
+        let mut args = vec!["--url", &url, "--timeout", "20"];
+        if let Some(token) = token {
+            args.extend(["--token", token]);
+        }
+        args.extend(["send", "--name", "refused", "log", "hello"]);
+        let started = Instant::now();
+        let out = cli_output(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{token:?}: {stderr}");
+        assert_eq!(stderr.matches(reason).count(), 1, "{token:?}: {stderr}");
+        // A refusal is final: no retrying until --timeout (20 s) runs out.
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{token:?} retried"
+        );
+        // tail says it once too, and stops instead of retrying forever.
+        let log = dir.path().join("refused.csv");
+        std::fs::write(&log, "epoch,loss\n0,1.0\n").unwrap();
+        let mut args = vec!["--url", &url];
+        if let Some(token) = token {
+            args.extend(["--token", token]);
+        }
+        let log_arg = log.display().to_string();
+        args.extend(["tail", "--poll-ms", "50", &log_arg]);
+        let mut tail = Command::new(cli())
+            .args(&args)
+            .env_remove("WATCHTRAIN_TOKEN")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = wait_exit(&mut tail, Duration::from_secs(30));
+        let mut stderr = String::new();
+        tail.stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert_eq!(status.code(), Some(4), "{stderr}");
+        assert_eq!(stderr.matches(reason).count(), 1, "{stderr}");
+    }
+    assert!(relay.training("refused").is_none());
+    let ok = cli_output(&[
+        "--url", &url, "--token", "s3cret", "send", "--name", "refused", "log", "hi",
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}
+
+#[test]
+fn a_malformed_url_is_a_usage_error_at_once() {
+    for url in [
+        "mnist",
+        "ftp://relay:21",
+        "http://",
+        "http://127.0.0.1:99999",
+        "http://[::1",
+    ] {
+        let out = cli_output(&["--url", url, "--timeout", "30", "send", "log", "x"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{url}: {stderr}");
+        assert!(stderr.contains("bad relay URL"), "{url}: {stderr}");
+    }
+}
+
+#[test]
+fn watch_once_on_an_empty_relay_says_so_and_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut relay = Relay::new(dir.path());
+    relay.start();
+    let out = cli_output(&["--url", &relay.url(), "--timeout", "1", "watch", "--once"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no training"), "{stderr}");
+
+    let sent = cli_output(&["--url", &relay.url(), "send", "--name", "piped", "log", "x"]);
+    assert!(sent.status.success());
+    // `watch --once | head -0`: the reader is gone before the view is written.
+    let mut watch = Command::new(cli())
+        .args(["--url", &relay.url(), "watch", "--once"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(watch.stdout.take());
+    let status = wait_exit(&mut watch, Duration::from_secs(30));
+    let mut stderr = String::new();
+    watch
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(stderr, "");
+}
+
+#[test]
+fn tail_waits_for_a_missing_file_without_registering() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut relay = Relay::new(dir.path());
+    relay.start();
+    let log = dir.path().join("later.csv");
+    let err = dir.path().join("tail.err");
+    let mut tail = Command::new(cli())
+        .args([
+            "--url",
+            &relay.url(),
+            "tail",
+            "--name",
+            "later",
+            "--epochs",
+            "1",
+            "--poll-ms",
+            "50",
+        ])
+        .arg(&log)
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for("the waiting line", || {
+        std::fs::read_to_string(&err)
+            .unwrap_or_default()
+            .contains("waiting for")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        relay.training("later").is_none(),
+        "registered before the log exists"
+    );
+    append(&log, "epoch,loss\n0,0.5\n");
+    assert!(wait_exit(&mut tail, Duration::from_secs(30)).success());
+    assert_eq!(relay.training("later").unwrap()["status"], "completed");
+}
+
+/// A peer that completes the WebSocket handshake, acknowledges the registration,
+/// reads every frame and answers the close, but never acknowledges a frame: it
+/// stands for a relay that lost them before storing them.
+fn relay_that_never_acknowledges() -> (String, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let thread = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut ws = tungstenite::accept(stream).unwrap();
+        let ack = watchtrain_protocol::Frame {
+            training_id: 7,
+            seq: 0,
+            action: watchtrain_protocol::Action::Ack(watchtrain_protocol::Ack { seq: 0 }),
+        };
+        let mut answered = false;
+        while let Ok(message) = ws.read() {
+            if !answered {
+                ws.send(tungstenite::Message::binary(
+                    ack.to_bytes().unwrap().to_vec(),
+                ))
+                .unwrap();
+                answered = true;
+            }
+            if message.is_close() {
+                let _ = ws.flush();
+            }
+        }
+    });
+    (url, thread)
+}
+
+#[test]
+fn a_frame_is_delivered_only_when_acknowledged() {
+    let (url, peer) = relay_that_never_acknowledges();
+    let out = cli_output(&[
+        "--url",
+        &url,
+        "--timeout",
+        "1",
+        "send",
+        "--name",
+        "lost",
+        "log",
+        "x",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("not acknowledged"), "{stderr}");
+    peer.join().unwrap();
 }

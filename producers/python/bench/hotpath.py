@@ -83,13 +83,13 @@ def main() -> None:
             ]:
                 if setup is None:
                     relay.start()
-                    run = watchtrain.Run("bench", metrics=["loss"], url=relay.url, timeout=1.0, close_timeout=0.2)
+                    run = watchtrain.Run(relay.url, name="bench", metrics=["loss"], timeout=1.0, close_timeout=0.2)
                     while not run.connected.is_set():
                         time.sleep(0.01)
                     relay.pause()
                 else:
                     setup()
-                    run = watchtrain.Run("bench", metrics=["loss"], url=relay.url, timeout=1.0, close_timeout=0.2)
+                    run = watchtrain.Run(relay.url, name="bench", metrics=["loss"], timeout=1.0, close_timeout=0.2)
                     if label == "relay up":
                         while not run.connected.is_set():
                             time.sleep(0.01)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
+import select
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 
@@ -57,6 +61,36 @@ def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
             last = e
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+@contextlib.contextmanager
+def network_calls_on_this_thread():
+    """Records every socket or select call the current thread makes inside the block.
+
+    The training thread must make none: every wait for the relay belongs to the
+    sender thread. A check that holds on any machine, unlike a wall-clock bound.
+    """
+    calls: list = []
+    me = threading.current_thread()
+    originals = {name: getattr(socket.socket, name) for name in ("connect", "connect_ex", "send", "sendall", "recv", "recv_into")}
+    original_select = select.select
+
+    def recording(name, original):
+        def call(*args, **kwargs):
+            if threading.current_thread() is me:
+                calls.append(name)
+            return original(*args, **kwargs)
+        return call
+
+    for name, original in originals.items():
+        setattr(socket.socket, name, recording(name, original))
+    select.select = recording("select", original_select)
+    try:
+        yield calls
+    finally:
+        for name, original in originals.items():
+            setattr(socket.socket, name, original)
+        select.select = original_select
 
 
 def run_python(code: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

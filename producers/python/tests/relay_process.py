@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import queue
 import signal
-import socket
 import ssl
 import subprocess
-import time
+import threading
 import urllib.request
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
@@ -26,17 +26,16 @@ def relay_binary() -> pathlib.Path:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Relay:
-    """One relay process; stop, kill and start again on the same port and database."""
+    """One relay process; stop, kill and start again on the same port and database.
+
+    The first start listens on port 0 and reads the address the relay prints;
+    a restart listens on that port again. The relay's stderr goes to ``relay.log``,
+    quoted when it fails to start.
+    """
 
     def __init__(self, folder: pathlib.Path, *args: str):
-        self.port = free_port()
+        self.port = 0
         self.db = folder / "relay.sqlite3"
         self.log = folder / "relay.log"
         self.args = list(args)
@@ -46,10 +45,10 @@ class Relay:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def _open(self, path: str, token: str | None = None, timeout: float = 5):
-        request = urllib.request.Request(f"{self.scheme}://127.0.0.1:{self.port}{path}")
+        request = urllib.request.Request(f"{self.url}{path}")
         if token:
             request.add_header("Authorization", f"Bearer {token}")
         context = ssl.create_default_context(cafile=self.ca_file) if self.scheme == "https" else None
@@ -59,18 +58,31 @@ class Relay:
         self.scheme, self.ca_file = scheme, ca_file
         cmd = [str(relay_binary()), "--listen", f"127.0.0.1:{self.port}", "--db", str(self.db), *self.args]
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=log)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"relay exited: {self.log.read_text()[-2000:]}")
-            try:
-                with self._open("/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("relay did not come up")
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log)
+        lines: "queue.Queue[bytes]" = queue.Queue()
+
+        def read(stdout) -> None:  # the first line, then the rest so the relay never blocks on its stdout
+            for line in stdout:
+                lines.put(line)
+            lines.put(b"")
+
+        threading.Thread(target=read, args=(self.proc.stdout,), daemon=True).start()
+        try:
+            first = lines.get(timeout=30).decode().strip()
+        except queue.Empty:
+            first = ""
+        prefix = "watchtrain-relay listening on "
+        if not first.startswith(prefix):
+            self.kill()
+            raise RuntimeError(f"the relay printed {first!r}, not its address; its stderr:\n{self.log.read_text()[-2000:]}")
+        self.port = int(first[len(prefix):].rsplit(":", 1)[1])
+        return self
+
+    def down(self) -> "Relay":
+        """Starts and kills the relay: its URL is then a port where nothing listens, until :meth:`start`."""
+        self.start()
+        self.kill()
+        return self
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

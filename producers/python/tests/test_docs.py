@@ -4,11 +4,12 @@ import doctest
 
 import watchtrain.client
 import watchtrain.protocol
+import watchtrain.transport
 from conftest import run_python
 
 
 def test_docstring_examples():
-    for module in (watchtrain.protocol, watchtrain.client):
+    for module in (watchtrain.protocol, watchtrain.client, watchtrain.transport):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__
 

@@ -54,7 +54,7 @@ def test_plain_pytorch_loop(relay):
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     loss_fn = torch.nn.CrossEntropyLoss()
     sent = []
-    with watchtrain.Run("torch loop", epochs=4, url=relay.url) as run:
+    with watchtrain.Run(relay.url, name="torch loop", epochs=4) as run:
         for epoch in run.epochs():
             model.train()
             total = 0.0
@@ -156,7 +156,7 @@ def test_fastai_cancel_is_reported(relay):
     assert training["status"] == "cancelled"
 
 
-def test_lightning(relay):
+def test_lightning(relay, monkeypatch):
     need("lightning")
     import lightning as L
     import torch
@@ -188,7 +188,8 @@ def test_lightning(relay):
     valid = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xv, yv), batch_size=16)
     trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[WatchtrainCallback(relay.url, name="lightning blobs")])
+                        callbacks=[WatchtrainCallback(relay.url)])
+    monkeypatch.setenv("WATCHTRAIN_NAME", "lightning blobs")  # a sweep names each run; not the class "Blobs"
     trainer.fit(Blobs(), train, valid)
     training = finished(relay, "lightning blobs")
     state = relay.state(training["id"])
@@ -234,12 +235,13 @@ def test_lightning_exception(relay):
     assert "bad batch" in relay.state(training["id"])["reason"]
 
 
-def test_keras(relay):
+def test_keras(relay, monkeypatch):
     keras = need("keras")
     import numpy as np
     from watchtrain.keras import WatchtrainCallback
 
     assert keras.backend.backend() == "torch"
+    monkeypatch.setenv("WATCHTRAIN_NAME", "keras blobs")  # not the model's name ("sequential")
     x, y = blobs()
     xv, yv = blobs(64, seed=1)
     keras.utils.set_random_seed(0)
@@ -247,7 +249,7 @@ def test_keras(relay):
     model.compile(optimizer=keras.optimizers.SGD(0.1),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     history = model.fit(np.asarray(x), np.asarray(y), validation_data=(np.asarray(xv), np.asarray(yv)), epochs=3,
-                        batch_size=16, verbose=0, callbacks=[WatchtrainCallback(relay.url, name="keras blobs")])
+                        batch_size=16, verbose=0, callbacks=[WatchtrainCallback(relay.url)])
     training = finished(relay, "keras blobs")
     state = relay.state(training["id"])
     assert state["status"] == "completed"
@@ -259,7 +261,7 @@ def test_keras(relay):
     assert rows[-1][1 + i] == pytest.approx(history.history["val_loss"][-1], rel=1e-5)
 
 
-def test_transformers_trainer(relay, tmp_path):
+def test_transformers_trainer(relay, tmp_path, monkeypatch):
     need("transformers")
     import torch
     from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
@@ -287,7 +289,8 @@ def test_transformers_trainer(relay, tmp_path):
                              per_device_eval_batch_size=16, eval_strategy="epoch", logging_strategy="epoch",
                              save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True, learning_rate=1e-3)
     trainer = Trainer(model=model, args=args, train_dataset=Tokens(128, 0), eval_dataset=Tokens(32, 1),
-                      callbacks=[WatchtrainCallback(relay.url, name="bert tiny")])
+                      callbacks=[WatchtrainCallback(relay.url)])
+    monkeypatch.setenv("WATCHTRAIN_NAME", "bert tiny")  # not the model type ("bert")
     trainer.train()
     training = finished(relay, "bert tiny")
     state = relay.state(training["id"])
@@ -449,3 +452,86 @@ def test_adapters_stay_quiet_outside_a_training(relay):
         learn.validate()
         learn.get_preds()
     assert not [t for t in relay.trainings() if t["name"] == "never fitted"]
+
+
+DDP_LOOP = """
+import os, torch, torch.distributed as dist, watchtrain
+dist.init_process_group("gloo")
+torch.manual_seed(dist.get_rank())
+model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(8, 2))
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+with watchtrain.Run(os.environ["RELAY"], name="ddp loop", epochs=2) as run:
+    print("rank", dist.get_rank(), "reports", run.enabled, flush=True)
+    for epoch in run.epochs():
+        for _ in run.track(range(4)):
+            loss = model(torch.randn(16, 8)).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        run.log_epoch(epoch, loss=loss.item())
+dist.destroy_process_group()
+"""
+
+
+def test_torchrun_two_processes_register_one_training(relay, tmp_path):
+    need("torch")
+    import subprocess
+    import sys
+
+    script = tmp_path / "ddp_loop.py"
+    script.write_text(DDP_LOOP)
+    # Gloo between the two processes over loopback only.
+    env = dict(os.environ, RELAY=relay.url, PYTHONPATH=os.pathsep.join(sys.path), GLOO_SOCKET_IFNAME="lo")
+    # --standalone: a rendezvous on a free loopback port that torchrun picks itself.
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                             str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "rank 0 reports True" in result.stdout and "rank 1 reports False" in result.stdout, result.stdout
+    assert [t["name"] for t in relay.trainings()] == ["ddp loop"]
+    training = finished(relay, "ddp loop")
+    assert [r[0] for r in relay.history(training["id"])] == [0, 1]
+
+
+LIGHTNING_DDP = """
+import os, torch, lightning as L
+from watchtrain.lightning import WatchtrainCallback
+
+class Tiny(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Linear(8, 2)
+
+    def training_step(self, batch, _):
+        x, y = batch
+        loss = torch.nn.functional.cross_entropy(self.net(x), y)
+        self.log("train_loss", loss, on_epoch=True, sync_dist=True)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+if __name__ == "__main__":
+    data = torch.utils.data.TensorDataset(torch.randn(64, 8), torch.randint(0, 2, (64,)))
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", devices=2, strategy="ddp", logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[WatchtrainCallback(os.environ["RELAY"], name="lightning ddp")])
+    trainer.fit(Tiny(), torch.utils.data.DataLoader(data, batch_size=8))
+"""
+
+
+def test_lightning_ddp_on_two_devices_registers_one_training(relay, tmp_path):
+    need("lightning")
+    import subprocess
+    import sys
+
+    script = tmp_path / "lightning_ddp.py"
+    script.write_text(LIGHTNING_DDP)
+    # Gloo between the two processes over loopback only.
+    env = dict(os.environ, RELAY=relay.url, PYTHONPATH=os.pathsep.join(sys.path), GLOO_SOCKET_IFNAME="lo")
+    result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [t["name"] for t in relay.trainings()] == ["lightning ddp"]
+    training = finished(relay, "lightning ddp")
+    assert training["status"] == "completed"
+    assert [r[0] for r in relay.history(training["id"])] == [0, 1]

@@ -10,7 +10,8 @@ import pytest
 from watchtrain import protocol as p
 
 VECTORS = pathlib.Path(os.environ.get("WATCHTRAIN_VECTORS", pathlib.Path(__file__).resolve().parents[3] / "protocol" / "vectors"))
-FILES = sorted(f for f in VECTORS.glob("*.json") if f.name != "reject.json")
+# Every vector file; reject.json (the reject list) and limits.json (the limits) are read by their own tests.
+FILES = sorted(f for f in VECTORS.glob("*.json") if f.name not in ("reject.json", "limits.json"))
 
 
 def _float(v):
@@ -111,10 +112,8 @@ def test_vector_encodes_to_its_bytes(path):
 
 
 def _rejects():
-    path = VECTORS / "reject.json"
-    if not path.exists():
-        return []
-    return json.loads(path.read_text())["reject"]
+    # Read at collection: a missing file is an error, not zero cases.
+    return json.loads((VECTORS / "reject.json").read_text())["reject"]
 
 
 @pytest.mark.parametrize("entry", _rejects(), ids=lambda e: e["name"])
@@ -125,8 +124,6 @@ def test_reject_list(entry):
 
 
 def test_reject_list_is_there():
-    if not (VECTORS / "reject.json").exists():
-        pytest.skip("protocol/vectors/reject.json not written yet")
     assert len(_rejects()) >= 10
 
 
@@ -167,3 +164,24 @@ def test_garbage_only_ever_raises_decode_error():
             continue
         # Whatever decodes encodes back to the same bytes, unless it held a non-canonical varint or NaN payload.
         p.encode(frame)
+
+
+def test_limits_match_the_crates():
+    """The package's copy of every limit equals the crate's, from protocol/vectors/limits.json.
+
+    The package keeps its own constants (it is installed alone, without the repository);
+    this test is what keeps them from drifting.
+    """
+    limits = json.loads((VECTORS / "limits.json").read_text())["protocol"]
+    ours = {
+        "format_version": p.FORMAT_VERSION,
+        "max_frame_len": p.MAX_FRAME_LEN,
+        "max_metrics": p.MAX_METRICS,
+        "max_name_len": p.MAX_NAME_LEN,
+        "max_metric_name_len": p.MAX_METRIC_NAME_LEN,
+        "max_run_key_len": p.MAX_RUN_KEY_LEN,
+        "max_log_len": p.MAX_LOG_LEN,
+        "max_reason_len": p.MAX_REASON_LEN,
+        "history_values": p.HISTORY_VALUES,
+    }
+    assert {k: limits[k] for k in ours} == ours

@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(format!("{again:?}"), format!("{frame:?}"));
     let mut state = TrainingState::new();
     let _ = state.apply(&frame);
-    assert!(state.check().is_ok());
+    assert!(TrainingState::try_from(state.as_snapshot().clone()).is_ok());
     let _ = state.eta_ms();
     let _ = state.history_rows().count();
     assert!(state.to_snapshot(1).to_bytes().is_ok());

@@ -121,7 +121,7 @@ pub async fn recv_until(
     }
 }
 
-pub fn metrics(names: &[&str]) -> Metrics {
+pub fn metrics(names: &[&str]) -> MetricNames {
     names.iter().map(|m| truncated(m)).collect()
 }
 
@@ -209,7 +209,7 @@ pub fn finished(id: u32, seq: u32) -> Frame {
 /// The state of a snapshot frame.
 pub fn snapshot_state(frame: &Frame) -> TrainingState {
     match &frame.action {
-        Action::Snapshot(s) => s.clone(),
+        Action::Snapshot(s) => TrainingState::try_from(s.clone()).expect("a consistent snapshot"),
         other => panic!("expected a snapshot, got {other:?}"),
     }
 }

@@ -9,8 +9,8 @@
 * ``watchtrain.transformers.WatchtrainCallback`` (``transformers.TrainerCallback``)
 """
 
-from .client import DEFAULT_URL, Run, reason_of
+from .client import DEFAULT_URL, Run, is_rank_zero, reason_of
 from .protocol import DecodeError, EncodeError, Frame, decode, encode
 
 __version__ = "0.1.0"
-__all__ = ["Run", "reason_of", "DEFAULT_URL", "Frame", "encode", "decode", "DecodeError", "EncodeError", "__version__"]
+__all__ = ["Run", "reason_of", "is_rank_zero", "DEFAULT_URL", "Frame", "encode", "decode", "DecodeError", "EncodeError", "__version__"]

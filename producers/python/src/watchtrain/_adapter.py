@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import math
+import os
 import threading
 from typing import Any, Dict, List, Optional
 
 from .client import Run
 
 
-def make_run(run: Optional[Run], url: Optional[str], token: Optional[str], name: Optional[str], **kwargs: Any) -> Run:
-    """``run`` if given, else a new :class:`Run` from the arguments (falling back to the environment)."""
-    if run is not None:
-        return run
-    return Run(name, url=url, token=token, **kwargs)
+def make_run(url: Optional[str], token: Optional[str], name: Optional[str], default_name: Optional[str],
+             primary: Optional[bool] = None, **kwargs: Any) -> Run:
+    """A new :class:`Run` for a callback.
+
+    The name is the callback's ``name=``, else ``WATCHTRAIN_NAME`` (so every run of a
+    sweep can be told apart), else the framework's default (the model's class, say).
+    ``primary``: the framework's "this is the process of rank 0" (None: from the environment).
+    """
+    name = name or os.environ.get("WATCHTRAIN_NAME") or default_name
+    return Run(url, name, token=token, primary=primary, **kwargs)
 
 
 def scalar(value: Any) -> float:

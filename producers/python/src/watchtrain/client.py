@@ -13,6 +13,13 @@ in-memory buffer to a background sender thread that owns the WebSocket.
   bounded; past it the oldest frames already sent, then the oldest logs, go.
 * Reconnects back off from 0.2 s to 30 s. A relay that is down, goes away or
   never answers costs the training a log line.
+* A configuration error is said once, with the relay's reason, and not
+  retried: a malformed URL raises ``ValueError`` at construction; a refused
+  token (HTTP 401/403) or an untrusted certificate stops the sender.
+* A frame is delivered once the relay acknowledges its ``seq`` (the relay
+  acknowledges what it stored), not when it was written to the socket.
+* In a multi-process training (DDP, ``torchrun``, Lightning with several
+  devices) only the process of rank 0 reports; the others are no-op runs.
 * :meth:`Run.close` (and an ``atexit`` hook) flushes with a short timeout.
 """
 
@@ -23,6 +30,7 @@ import collections
 import logging
 import math
 import os
+import ssl
 import sys
 import threading
 import time
@@ -31,14 +39,33 @@ import weakref
 from typing import Any, Iterable, Iterator, List, Optional, Sequence
 
 from . import protocol as p
-from .transport import TransportError, WebSocket
+from .transport import Refused, RelayUrl, TransportError, WebSocket, relay_url
 
 log = logging.getLogger("watchtrain")
 
 DEFAULT_URL = "http://127.0.0.1:8555"
 PRODUCE_PATH = "/v1/produce"
-_OFF = ("", "0", "off", "none", "false", "disabled")
+_OFF = ("0", "off", "none", "false", "disabled")
+# Rank variables of torchrun / torch.distributed, Lightning, MPI (Horovod) and Slurm.
+_RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "SLURM_PROCID")
 _live_runs: "weakref.WeakSet[Run]" = weakref.WeakSet()
+_said: set = set()
+
+
+def _say_once(key: str, msg: str, *args: Any) -> None:
+    """A warning said once per process (several runs may share one misconfiguration)."""
+    if key not in _said:
+        _said.add(key)
+        log.warning(msg, *args)
+
+
+def is_rank_zero() -> bool:
+    """False in a process of rank other than 0 by any launcher's environment variable."""
+    for variable in _RANK_VARIABLES:
+        value = os.environ.get(variable, "").strip()
+        if value.isdigit() and int(value) != 0:
+            return False
+    return True
 
 
 def _default_name() -> str:
@@ -71,29 +98,35 @@ class Run:
     """One training as the relay sees it.
 
     >>> import watchtrain
-    >>> with watchtrain.Run("mnist", epochs=3, url="off") as run:  # "off": a no-op run
+    >>> with watchtrain.Run("off", name="mnist", epochs=3) as run:  # "off": a no-op run
     ...     for epoch in run.epochs():
     ...         for batch in run.track(range(10)):
     ...             pass
     ...         run.log_epoch(epoch, train_loss=0.5, accuracy=0.9)
 
-    Arguments fall back to the environment: ``url`` to ``WATCHTRAIN_URL``
-    (then ``http://127.0.0.1:8555``; ``off`` disables sending), ``token`` to
+    The relay's URL comes first, as in every callback
+    (``WatchtrainCallback("http://relay:8555")``); a malformed one raises
+    ``ValueError`` here. Arguments fall back to the environment: ``url`` to ``WATCHTRAIN_URL``
+    (then ``http://127.0.0.1:8555``; ``off`` disables sending, and so does an
+    empty value, with a warning), ``token`` to
     ``WATCHTRAIN_TOKEN``, ``name`` to ``WATCHTRAIN_NAME`` (then the script's
     name), ``run_key`` to ``WATCHTRAIN_RUN_KEY`` (then a random key: pass the
     same key to continue a run after the training process restarts),
     ``ca_file`` to ``WATCHTRAIN_CA`` (a PEM file of the certificates to trust
     for an ``https://`` relay with its own certificate authority).
+    ``primary`` says whether this process reports; by default only rank 0 does
+    (the adapters pass their framework's answer, e.g. ``trainer.is_global_zero``).
     """
 
     def __init__(
         self,
+        url: Optional[str] = None,
         name: Optional[str] = None,
         metrics: Optional[Sequence[str]] = None,
         epochs: int = 0,
         batches: int = 0,
         *,
-        url: Optional[str] = None,
+        primary: Optional[bool] = None,
         token: Optional[str] = None,
         run_key: Optional[str] = None,
         progress_interval: float = 0.25,
@@ -103,7 +136,19 @@ class Run:
         ca_file: Optional[str] = None,
     ):
         self.url = url if url is not None else os.environ.get("WATCHTRAIN_URL", DEFAULT_URL)
-        self.enabled = self.url.strip().lower() not in _OFF
+        self._relay: Optional[RelayUrl] = None
+        if not self.url.strip():
+            _say_once("empty", "watchtrain: the relay URL (WATCHTRAIN_URL) is empty: nothing is sent "
+                      "(set it to http://host:port, or to off to silence this)")
+        elif self.url.strip().lower() not in _OFF:
+            try:
+                self._relay = relay_url(self.url)
+            except ValueError as e:
+                raise ValueError(f"watchtrain: {e}. Run's first argument is the relay URL; "
+                                 "the training's name is name=...") from None
+        if primary is None:
+            primary = is_rank_zero()
+        self.enabled = self._relay is not None and bool(primary)
         self.token = token if token is not None else os.environ.get("WATCHTRAIN_TOKEN") or None
         self.ca_file = ca_file or os.environ.get("WATCHTRAIN_CA") or None
         name = name or os.environ.get("WATCHTRAIN_NAME") or _default_name()
@@ -132,6 +177,7 @@ class Run:
         self._training_id = 0  # assigned by the relay at the first registration
         self._acked = 0  # highest seq the relay said it has
         self._handshaken = False
+        self._refused: Optional[str] = None  # a configuration error the relay (or TLS) gave: not retried
         self._finished = False
         self._closing = False
         self._closed = False
@@ -194,9 +240,18 @@ class Run:
             self._warn_once("configure", "watchtrain: configure failed: %r", e)
 
     def epochs(self, epochs: Optional[int] = None, start: int = 0) -> Iterator[int]:
-        """``range(start, epochs)`` that also tells the run which epoch is current."""
+        """``range(start, epochs)`` that also tells the run which epoch is current.
+
+        Raises ``ValueError`` when the number of epochs is known neither here nor from ``Run(epochs=...)``.
+        """
         if epochs is not None and epochs != self._epochs:
             self.configure(epochs=epochs)
+        if self._epochs <= 0:
+            raise ValueError("watchtrain: run.epochs() needs the number of epochs: "
+                             "run.epochs(10), or Run(..., epochs=10)")
+        return self._epoch_range(start)
+
+    def _epoch_range(self, start: int) -> Iterator[int]:
         for epoch in range(start, self._epochs):
             self.set_epoch(epoch)
             yield epoch
@@ -294,9 +349,16 @@ class Run:
             self.close()
 
     def fail(self, error: BaseException) -> None:
-        """Reports ``error`` as the end of the training: cancelled for ``KeyboardInterrupt``, failed otherwise."""
+        """Reports ``error`` as the end of the training: cancelled for ``KeyboardInterrupt``, failed otherwise.
+
+        The finish carries a reason cut to fit its frame (:func:`reason_of`); when that
+        cut something, an error log line carries the longer text.
+        """
         outcome = "cancelled" if isinstance(error, KeyboardInterrupt) else "failed"
-        self.finish(outcome, reason_of(error))
+        reason, full = reason_of(error), _full_reason(error)
+        if not self._finished and full != reason:
+            self.log(full, level="error")
+        self.finish(outcome, reason)
 
     def close(self, timeout: Optional[float] = None) -> bool:
         """Flushes what is buffered for at most ``timeout`` seconds and stops the sender.
@@ -314,7 +376,8 @@ class Run:
         _live_runs.discard(self)
         left = len(self._pending)
         if left and self.enabled:
-            log.warning("watchtrain: %d frame(s) not delivered to %s", left, self.url)
+            why = " (refused: see the error above)" if self._refused else ""
+            log.warning("watchtrain: %d frame(s) not delivered to %s%s", left, self.url, why)
         return left == 0
 
     def __enter__(self) -> "Run":
@@ -392,6 +455,18 @@ class Run:
                         log.warning("watchtrain: connected to %s again (training %d)", self.url, self._training_id)
                     failures, backoff = 0, 0.2
                     last_progress = None
+                except (Refused, ssl.SSLCertVerificationError) as e:
+                    if isinstance(e, Refused) and not e.permanent:
+                        failures += 1
+                        if failures == 1:
+                            log.warning("watchtrain: %s; retrying", e)
+                        next_attempt = time.monotonic() + backoff
+                        backoff = min(backoff * 2, 30.0)
+                        continue
+                    # A configuration error (token, path, certificate): said once, never retried.
+                    self._refused = str(e)
+                    log.error("watchtrain: %s: %s; nothing will be sent", self.url, e)
+                    break
                 except Exception as e:  # OSError, TransportError, a bad answer: all mean "try later"
                     failures += 1
                     if failures == 1:
@@ -439,16 +514,17 @@ class Run:
         return p.Frame(self._training_id, 0, p.Progress(phase, int(epoch), int(epochs or 0), int(batch), int(batches or 0)))
 
     def _flushed(self, last_progress: Optional[tuple]) -> bool:
-        """Nothing left to send: no numbered frame, and no progress newer than the last sent (unless finished)."""
+        """Nothing left: every numbered frame acknowledged, no progress newer than the last sent (unless finished)."""
         cell = self._progress
         progress_sent = self._finished or cell is None or tuple(cell) == last_progress
-        return progress_sent and not self._has_unsent()
+        return progress_sent and not self._pending
 
     def _has_unsent(self) -> bool:
         return self._sent < len(self._pending)
 
     def _connect(self) -> WebSocket:
-        ws = WebSocket(self.url, PRODUCE_PATH, self.token, timeout=self.timeout, ca_file=self.ca_file)
+        assert self._relay is not None  # the sender runs only for an enabled run
+        ws = WebSocket(self._relay, PRODUCE_PATH, self.token, timeout=self.timeout, ca_file=self.ca_file)
         try:
             hello = p.Frame(self._training_id, 0, self._register)
             ws.send(p.encode(hello))
@@ -522,34 +598,51 @@ class Run:
                 self._trim(frame.action.seq)
 
     def _goodbye(self, ws: WebSocket, deadline: float) -> None:
-        """Closes the WebSocket cleanly: the relay's close answer means it read every frame before it."""
-        answered = False
+        """Closes the WebSocket cleanly, reading the acknowledgements that come before the relay's close answer."""
         try:
             ws._send_frame(8, b"\x03\xe8", timeout=max(0.05, deadline - time.monotonic()))
             while time.monotonic() < deadline:
                 for message in ws.poll(max(0.0, deadline - time.monotonic())):
                     self._on_message(message)
-        except TransportError:
-            answered = True  # the close answer (or an orderly end of the connection) is what we waited for
-        except OSError:
+        except OSError:  # TransportError included: the close answer, or the end of the connection
             pass
         finally:
             ws.sock.close()
-        if answered:
-            with self._lock:
-                # Delivered on a connection the relay closed after reading them.
-                for _ in range(self._sent):
-                    self._pending.popleft()
-                self._sent = 0
 
 
-def reason_of(error: BaseException) -> str:
-    """A short reason for a finished frame: the exception's type and message."""
-    # The last line says what happened (fastai, for one, puts where it happened first).
+def _full_reason(error: BaseException) -> str:
+    """The exception's type and the last line of its message (fastai, for one, puts where it happened first)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     text = lines[-1] if lines else ""
     name = type(error).__name__
     return f"{name}: {text}" if text else name
+
+
+def reason_of(error: BaseException, limit: int = p.MAX_REASON_LEN) -> str:
+    """A reason for a finished frame, at most ``limit`` bytes: the exception's type, then
+    the message's first sentence (``RuntimeError: CUDA out of memory.``), else its
+    first words with an ellipsis.
+
+    >>> reason_of(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 7.79 GiB total)"))
+    'RuntimeError: CUDA out of memory.'
+    >>> reason_of(ValueError("Expected input batch_size (64) to match target batch_size (32)"))
+    'ValueError: Expected input batch_size…'
+    """
+    full = _full_reason(error)
+    if len(full.encode("utf-8")) <= limit:
+        return full
+    name, _, text = full.partition(": ")
+    if len(name.encode("utf-8")) + 6 > limit:
+        return p.truncated(name, limit)
+    sentence = text.split(". ")[0].rstrip(".") + "."
+    candidate = f"{name}: {sentence}"
+    if len(candidate.encode("utf-8")) <= limit:
+        return candidate
+    room = limit - len(f"{name}: ".encode("utf-8")) - len("…".encode("utf-8"))
+    cut = p.truncated(text, room)
+    mid_word = len(cut) < len(text) and text[len(cut)] != " "
+    words = cut.rsplit(" ", 1)[0] if mid_word and " " in cut else cut
+    return f"{name}: {words.rstrip(' ,;:(')}…"
 
 
 def _close_all_at_exit() -> None:
@@ -568,4 +661,4 @@ def _close_all_at_exit() -> None:
 
 atexit.register(_close_all_at_exit)
 
-__all__ = ["Run", "reason_of", "DEFAULT_URL"]
+__all__ = ["Run", "reason_of", "is_rank_zero", "DEFAULT_URL"]

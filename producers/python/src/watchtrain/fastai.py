@@ -75,7 +75,7 @@ class WatchtrainCallback(Callback):
         first = self.run_ is None
         if first:
             run, url, token, name, kwargs = self._args
-            self.run_ = make_run(None, url, token, name, **kwargs)
+            self.run_ = make_run(url, token, name, None, **kwargs)
         elif self.learn.epoch == 0:
             self._offset = self.run_.epoch
         names = [n for n in self.recorder.metric_names if n not in ("epoch", "time")]

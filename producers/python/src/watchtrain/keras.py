@@ -32,7 +32,7 @@ class WatchtrainCallback(keras.callbacks.Callback):
         if self.run is None or self.run._finished:
             url, token, name, kwargs = self._args
             model_name = getattr(self.model, "name", None) if self.model is not None else None
-            self.run = make_run(None, url, token, name or model_name, **kwargs)
+            self.run = make_run(url, token, name, model_name, **kwargs)
         params = self.params or {}
         self.run.configure(epochs=int(params.get("epochs") or 0), batches=int(params.get("steps") or 0))
         self._in_fit = True

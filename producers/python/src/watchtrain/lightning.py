@@ -4,6 +4,7 @@ Works with ``lightning`` (``lightning.pytorch``) and with the older
 ``pytorch_lightning`` package. Progress per batch for train and validation,
 stats per epoch from ``trainer.callback_metrics`` (names from the first
 epoch), ``on_exception`` reports a failure (a ``KeyboardInterrupt`` as cancelled).
+With several devices only the global rank 0 reports (``trainer.is_global_zero``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ class WatchtrainCallback(Callback):
     def on_fit_start(self, trainer, pl_module) -> None:
         if self.run is None or self.run._finished:
             url, token, name, kwargs = self._args
-            self.run = make_run(None, url, token, name or type(pl_module).__name__, **kwargs)
+            self.run = make_run(url, token, name, type(pl_module).__name__,
+                                primary=trainer.is_global_zero, **kwargs)
         epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 0
         self.run.configure(epochs=epochs)
 

@@ -4,7 +4,7 @@ Progress per optimizer step and per evaluation batch is not exposed by the
 Trainer, so progress is per step within the epoch; stats per epoch gather the
 epoch's last logged training loss and its evaluation metrics (sent when the
 next epoch starts or the training ends, because the Trainer evaluates after
-``on_epoch_end``).
+``on_epoch_end``). Under several processes only the world process zero reports.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class WatchtrainCallback(TrainerCallback):
             url, token, name, kw = self._args
             model = kwargs.get("model")
             default = getattr(getattr(model, "config", None), "model_type", None) or "transformers"
-            self.run = make_run(None, url, token, name or default, **kw)
+            self.run = make_run(url, token, name, default, primary=state.is_world_process_zero, **kw)
         epochs = int(math.ceil(state.num_train_epochs or args.num_train_epochs or 0))
         self._steps_per_epoch = int(state.max_steps // epochs) if epochs and state.max_steps > 0 else 0
         self.run.configure(epochs=epochs, batches=self._steps_per_epoch)

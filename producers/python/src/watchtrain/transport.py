@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import select
 import socket
 import ssl
 import struct
-from typing import List, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 from urllib.parse import urlsplit
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -24,45 +25,105 @@ class TransportError(OSError):
     """The connection failed or the peer broke the protocol."""
 
 
-def websocket_url(base: str, path: str) -> Tuple[str, str, int, str]:
-    """``(scheme, host, port, path)`` for ``path`` on a relay at ``base`` (``http://host:8555``, ``ws://...``, ``https://...``)."""
-    if "://" not in base:
-        base = "http://" + base
-    parts = urlsplit(base)
-    secure = parts.scheme in ("https", "wss")
-    if parts.scheme not in ("http", "https", "ws", "wss"):
-        raise ValueError(f"unsupported URL scheme in {base!r}")
-    host = parts.hostname or "127.0.0.1"
-    port = parts.port or (443 if secure else 80)
-    prefix = parts.path.rstrip("/")
-    return ("wss" if secure else "ws", host, port, prefix + path)
+class Refused(TransportError):
+    """The relay answered the WebSocket request with an HTTP error: ``status`` and the relay's ``reason``."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(f"the relay refused (HTTP {status}): {reason}")
+        self.status = status
+        self.reason = reason
+
+    @property
+    def permanent(self) -> bool:
+        """A client error (a missing or wrong token, a wrong path): retrying cannot help."""
+        return 400 <= self.status < 500 and self.status not in (408, 429)
+
+
+class RelayUrl(NamedTuple):
+    """A relay's address, checked once (see :func:`relay_url`)."""
+
+    secure: bool
+    host: str
+    port: int
+    prefix: str
+
+    def authority(self) -> str:
+        """``host:port``, with brackets around an IPv6 address."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def relay_url(url: str) -> RelayUrl:
+    """Checks and normalises a relay URL; raises ``ValueError`` saying what is wrong.
+
+    ``http://host:port[/prefix]``, ``https://``, ``ws://``, ``wss://``, or
+    ``host:port`` (plain). The same rules as the CLI's ``RelayUrl::parse``.
+
+    >>> relay_url("https://lab.example:8555/watchtrain/")
+    RelayUrl(secure=True, host='lab.example', port=8555, prefix='/watchtrain')
+    >>> relay_url("127.0.0.1:8555").authority()
+    '127.0.0.1:8555'
+    """
+    text = url.strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "", text
+    scheme = scheme.lower()
+    if scheme not in ("", "http", "https", "ws", "wss"):
+        raise ValueError(f"bad relay URL {url!r}: the scheme must be http, https, ws or wss")
+    try:
+        parts = urlsplit("http://" + rest)
+        port = parts.port
+    except ValueError as e:
+        raise ValueError(f"bad relay URL {url!r}: {e}") from None
+    if not parts.hostname:
+        raise ValueError(f"bad relay URL {url!r}: no host")
+    if parts.query or parts.fragment:
+        raise ValueError(f"bad relay URL {url!r}: a query does not belong in the relay URL (use token=)")
+    if port == 0:
+        raise ValueError(f"bad relay URL {url!r}: the port must be 1 to 65535")
+    secure = scheme in ("https", "wss")
+    if port is None:
+        if not scheme:
+            raise ValueError(f"bad relay URL {url!r}: expected http://host:port (or host:port)")
+        port = 443 if secure else 80
+    return RelayUrl(secure, parts.hostname, port, parts.path.rstrip("/"))
+
+
+def refusal_reason(body: bytes) -> str:
+    """The ``message`` of the relay's JSON refusal (``{"error": ..., "message": ...}``), else the text itself."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        message = json.loads(text).get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return str(message) if message else text[:200]
 
 
 class WebSocket:
     """One client connection. ``send`` and ``poll`` raise :class:`TransportError` (or ``OSError``) when it breaks."""
 
-    def __init__(self, url: str, path: str, token: Optional[str] = None, timeout: float = 5.0,
+    def __init__(self, url: RelayUrl, path: str, token: Optional[str] = None, timeout: float = 5.0,
                  ca_file: Optional[str] = None):
-        scheme, host, port, full_path = websocket_url(url, path)
         self.timeout = timeout
-        sock = socket.create_connection((host, port), timeout=timeout)
+        sock = socket.create_connection((url.host, url.port), timeout=timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if scheme == "wss":
+            if url.secure:
                 context = ssl.create_default_context(cafile=ca_file)
-                sock = context.wrap_socket(sock, server_hostname=host)
+                sock = context.wrap_socket(sock, server_hostname=url.host)
             self.sock = sock
             self._buf = b""
-            self._handshake(host, port, full_path, token)
+            self._handshake(url.authority(), url.prefix + path, token)
         except BaseException:
             sock.close()
             raise
 
-    def _handshake(self, host: str, port: int, path: str, token: Optional[str]) -> None:
+    def _handshake(self, authority: str, path: str, token: Optional[str]) -> None:
         key = base64.b64encode(os.urandom(16))
         lines = [
             f"GET {path} HTTP/1.1",
-            f"Host: {host}:{port}",
+            f"Host: {authority}",
             "Upgrade: websocket",
             "Connection: Upgrade",
             f"Sec-WebSocket-Key: {key.decode()}",
@@ -81,15 +142,32 @@ class WebSocket:
                 raise TransportError("WebSocket handshake answer too long")
         head, self._buf = self._buf.split(b"\r\n\r\n", 1)
         status, *headers = head.decode("latin-1").split("\r\n")
-        if " 101 " not in status + " ":
-            raise TransportError(f"relay refused the WebSocket: {status.strip()}")
         fields = {}
         for line in headers:
             name, _, value = line.partition(":")
             fields[name.strip().lower()] = value.strip()
+        code = status.split(" ", 2)[1] if status.count(" ") >= 1 else ""
+        if code != "101":
+            raise Refused(int(code) if code.isdigit() else 0, refusal_reason(self._refusal_body(fields)) or status.strip())
         accept = base64.b64encode(hashlib.sha1(key + _GUID).digest()).decode()
         if fields.get("sec-websocket-accept") != accept:
             raise TransportError("bad Sec-WebSocket-Accept in the relay's answer")
+
+    def _refusal_body(self, fields: dict) -> bytes:
+        """The body of an HTTP error answer (the relay's JSON reason), read for at most ``timeout``."""
+        try:
+            length = min(int(fields.get("content-length", "0")), 4096)
+        except ValueError:
+            length = 0
+        try:
+            while len(self._buf) < length:
+                chunk = self.sock.recv(4096)
+                if not chunk:
+                    break
+                self._buf += chunk
+        except OSError:
+            pass
+        return self._buf[:length]
 
     def _send_frame(self, opcode: int, payload: bytes, timeout: Optional[float] = None) -> None:
         n = len(payload)
@@ -160,7 +238,8 @@ class WebSocket:
                 elif opcode == OP_PING:
                     self._send_frame(OP_PONG, payload)
                 elif opcode == OP_CLOSE:
-                    raise TransportError("the relay closed the connection")
+                    reason = payload[2:].decode("utf-8", "replace")
+                    raise TransportError("the relay closed the connection" + (f": {reason}" if reason else ""))
                 item = self._parse()
             pending = self.sock.pending() if isinstance(self.sock, ssl.SSLSocket) else 0
             if not pending:

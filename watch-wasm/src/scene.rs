@@ -204,28 +204,34 @@ impl Scene {
         D::Color: From<Rgb888>,
     {
         if self.scale > 1 {
-            return self.draw_scaled(target);
+            self.draw_scaled_shapes(target)?;
+        } else {
+            for r in &self.rects {
+                draw_rect(r, target)?;
+            }
+            for l in &self.lines {
+                draw_line(l, target)?;
+            }
         }
-        for r in &self.rects {
-            draw_rect(r, target)?;
-        }
-        for l in &self.lines {
-            draw_line(l, target)?;
-        }
+        // Texts and icons through one adapter, enlarged when scaled: one copy of the
+        // font and bitmap code in the wasm.
+        let mut blocks = Blocks {
+            target,
+            k: self.scale.max(1),
+        };
         for t in &self.texts {
-            draw_text(t, target)?;
+            draw_text(t, &mut blocks)?;
         }
         for i in &self.images {
-            i.icon.draw(i.pos, target)?;
+            i.icon.draw(i.pos, &mut blocks)?;
         }
         Ok(())
     }
 }
 
 impl Scene {
-    /// [`Scene::draw`] at `scale`: rectangles and lines drawn at full resolution,
-    /// texts and icons as their pixels enlarged to `scale` x `scale` blocks.
-    fn draw_scaled<D>(&self, target: &mut D) -> Result<(), D::Error>
+    /// The rectangles and lines of [`Scene::draw`] at `scale`, at full resolution.
+    fn draw_scaled_shapes<D>(&self, target: &mut D) -> Result<(), D::Error>
     where
         D: DrawTarget,
         D::Color: From<Rgb888>,
@@ -255,13 +261,6 @@ impl Scene {
                 };
                 draw_line(&piece, target)?;
             }
-        }
-        let mut blocks = Blocks { target, k };
-        for t in &self.texts {
-            draw_text(t, &mut blocks)?;
-        }
-        for i in &self.images {
-            i.icon.draw(i.pos, &mut blocks)?;
         }
         Ok(())
     }

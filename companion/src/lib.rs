@@ -10,7 +10,7 @@
 //! failed, stalled, NaN/inf) once per event.
 //!
 //! It is: the logic in plain functions over bytes ([`Core`]), testable
-//! natively, and on `wasm32` a [`wasm_bindgen`] class that owns the web-sys
+//! natively, and on `wasm32` a `#[wasm_bindgen]` class that owns the web-sys
 //! WebSocket, its closures and its timers, and reconnects with backoff. The
 //! same wasm runs as WebAssembly or, translated by wasm2js, as plain
 //! JavaScript (`fitbit-app/companion/` loads one or the other).

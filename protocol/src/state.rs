@@ -24,7 +24,7 @@ pub enum Applied {
     Changed,
     /// The frame's `seq` was already applied: nothing changed.
     Duplicate,
-    /// The frame carries nothing for the state (e.g. an [`Ack`]).
+    /// The frame carries nothing for the state (e.g. an [`Ack`](crate::Ack)).
     Ignored,
 }
 

@@ -1,5 +1,6 @@
 //! An RGBA framebuffer (the bytes of a browser `ImageData`) and its PNG writer.
 
+use alloc::{vec, vec::Vec};
 use core::convert::Infallible;
 use embedded_graphics::pixelcolor::Rgb888;
 use embedded_graphics::prelude::*;
@@ -56,7 +57,7 @@ impl Framebuffer {
     }
 
     /// The image as a PNG file (8-bit RGBA).
-    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(all(feature = "std", not(target_arch = "wasm32")))]
     pub fn to_png(&self) -> Vec<u8> {
         let mut out = Vec::new();
         let mut encoder = png::Encoder::new(&mut out, self.width, self.height);
@@ -73,7 +74,7 @@ impl Framebuffer {
     }
 
     /// Reads a PNG file (8-bit RGB or RGBA) written by [`Framebuffer::to_png`] or an image tool.
-    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(all(feature = "std", not(target_arch = "wasm32")))]
     pub fn from_png(bytes: &[u8]) -> Result<Framebuffer, String> {
         let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
         let mut reader = decoder.read_info().map_err(|e| e.to_string())?;

@@ -402,7 +402,7 @@ impl Scale {
     /// A value in the scale's units.
     fn map(self, v: f32) -> f32 {
         if self.log {
-            v.log10()
+            libm::log10f(v)
         } else {
             v
         }
@@ -411,7 +411,7 @@ impl Scale {
     /// The value at `t` of the scale's units.
     fn value(self, t: f32) -> f32 {
         if self.log {
-            (t * core::f32::consts::LN_10).exp()
+            pow10(t)
         } else {
             t
         }
@@ -508,7 +508,7 @@ fn scale_of(rows: &[Row<'_>], members: impl Fn(usize) -> bool, may_log: bool) ->
     }
     let log = may_log && lo > 0.0 && hi / lo >= 10.0;
     if log {
-        (lo, hi) = (lo.log10(), hi.log10());
+        (lo, hi) = (libm::log10f(lo), libm::log10f(hi));
     }
     let mut range = hi - lo;
     if range <= 0.0 || !range.is_finite() {
@@ -790,13 +790,13 @@ fn axes(scene: &mut Scene, theme: &Theme, m: &Sizes, p: &Plot) {
         scene.line(Point::new(x, c.y0), Point::new(x, c.y1), 1, theme.track);
         let mut ticks = nice_ticks(s.lo, s.hi, per_axis);
         // On a log axis whole powers of ten read best, when there are two or more.
-        if s.log && ticks.iter().filter(|t| t.fract() == 0.0).count() >= 2 {
-            ticks.retain(|t| t.fract() == 0.0);
+        if s.log && ticks.iter().filter(|t| is_whole(**t)).count() >= 2 {
+            ticks.retain(|t| is_whole(*t));
         }
         for t in ticks {
             let y = c.y_at(t, s);
             scene.line(Point::new(x, y), Point::new(x + 3 * out, y), 1, theme.dim);
-            let label = if s.log && t.fract() == 0.0 && t != 0.0 {
+            let label = if s.log && is_whole(t) && t != 0.0 {
                 let mut power = String::new();
                 let _ = write!(power, "1e{}", t as i32);
                 power
@@ -811,7 +811,7 @@ fn axes(scene: &mut Scene, theme: &Theme, m: &Sizes, p: &Plot) {
     // Epochs are shown counted from 1.
     let last = (p.span + 1) as f32;
     for t in nice_ticks(1.0, last, epoch_labels) {
-        if t.fract() != 0.0 {
+        if !is_whole(t) {
             continue;
         }
         let x = c.x(t as u32 - 1, p.span);
@@ -837,8 +837,20 @@ fn nice_ticks(lo: f32, hi: f32, max: usize) -> Vec<f32, 8> {
     if max < 2 || range.is_nan() || range <= 0.0 || range.is_infinite() {
         return ticks;
     }
-    let magnitude = 10f32.powi(((hi - lo) / max as f32).log10().floor() as i32);
-    let count = |step: f32| (hi / step).floor() - (lo / step).ceil() + 1.0;
+    // Multiplied out, so that steps of 0.5 or 2 are exact and whole ticks stay whole.
+    let exponent = libm::floorf(libm::log10f((hi - lo) / max as f32)) as i32;
+    let magnitude =
+        (0..exponent.unsigned_abs()).fold(
+            1.0f32,
+            |m, _| {
+                if exponent > 0 {
+                    m * 10.0
+                } else {
+                    m / 10.0
+                }
+            },
+        );
+    let count = |step: f32| libm::floorf(hi / step) - libm::ceilf(lo / step) + 1.0;
     let Some(step) = [1.0, 2.0, 5.0, 10.0, 20.0]
         .into_iter()
         .map(|f| f * magnitude)
@@ -846,13 +858,23 @@ fn nice_ticks(lo: f32, hi: f32, max: usize) -> Vec<f32, 8> {
     else {
         return ticks;
     };
-    let first = (lo / step).ceil();
+    let first = libm::ceilf(lo / step);
     for j in 0..count(step) as usize {
         let t = (first + j as f32) * step;
         // 0.1 + 0.2 is not 0.3: snap what is zero to zero.
         let _ = ticks.push(if t.abs() < step * 1e-3 { 0.0 } else { t });
     }
     ticks
+}
+
+/// 10 to the power `t`.
+fn pow10(t: f32) -> f32 {
+    libm::expf(t * core::f32::consts::LN_10)
+}
+
+/// True for a whole number.
+fn is_whole(t: f32) -> bool {
+    libm::truncf(t) == t
 }
 
 /// A tick's value without trailing zeros: `0.5`, `1`, `2e-3`.

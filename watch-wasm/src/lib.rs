@@ -32,20 +32,32 @@
 //! assert!(messages.iter().all(|m| m.len() <= 1024));
 //! # Ok::<(), Error>(())
 //! ```
+//!
+//! Without default features, `layout` and `scene` are `no_std` and allocation
+//! free (built for `thumbv7em-none-eabihf` in CI); `alloc` adds the
+//! [`Framebuffer`], [`render`] and [`vector`]; `std` adds PNG and `scenarios`.
+#![cfg_attr(not(any(feature = "std", test)), no_std)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
 pub mod format;
+#[cfg(feature = "alloc")]
 mod framebuffer;
 pub mod icons;
 mod layout;
 pub mod limits;
+#[cfg(feature = "std")]
 pub mod scenarios;
 pub mod scene;
 mod theme;
+#[cfg(feature = "alloc")]
 pub mod vector;
 #[cfg(feature = "wasm")]
 pub mod wasm;
 
+#[cfg(feature = "alloc")]
 pub use framebuffer::Framebuffer;
 pub use icons::Icon;
 pub use layout::{direction, layout, primary_metric, readout, Direction, Readout, MAX_NAN_MARKS};
@@ -54,6 +66,7 @@ pub use theme::{Screen, Theme};
 pub use watchtrain_protocol::TrainingState;
 
 /// Lays out and paints `state` into a new framebuffer of `screen`'s size.
+#[cfg(feature = "alloc")]
 pub fn render(state: &TrainingState, screen: Screen, theme: &Theme) -> Framebuffer {
     let scene = layout(state, screen, theme);
     let mut fb = Framebuffer::new(scene.screen.width, scene.screen.height);

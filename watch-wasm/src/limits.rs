@@ -4,9 +4,6 @@
 //! checked by `tests/limits.rs`). Other languages read that file; nobody
 //! copies a number or scrapes Rust source.
 
-use crate::scene::{MAX_IMAGES, MAX_LINES, MAX_RECTS, MAX_TEXTS, MAX_TEXT_LEN};
-use watchtrain_protocol::limits as protocol;
-
 /// Largest `peerSocket` message, CBOR encoding included, in bytes: Fitbit's
 /// `MAX_MESSAGE_SIZE` is about 1 KiB, so we never go past 1 KiB.
 pub const MAX_WATCH_MESSAGE: usize = 1024;
@@ -18,7 +15,10 @@ pub const MAX_OPS_LEN: usize = MAX_WATCH_MESSAGE - CBOR_BYTES_HEAD;
 pub const MAX_ALERT_LEN: usize = 48;
 
 /// Every shared limit as JSON, the content of `protocol/vectors/limits.json`.
+#[cfg(feature = "std")]
 pub fn json() -> String {
+    use crate::scene::{MAX_IMAGES, MAX_LINES, MAX_RECTS, MAX_TEXTS, MAX_TEXT_LEN};
+    use watchtrain_protocol::limits as protocol;
     let protocol = [
         ("format_version", usize::from(protocol::FORMAT_VERSION)),
         ("max_frame_len", protocol::MAX_FRAME_LEN),

@@ -11,6 +11,7 @@
 //! The byte format (little-endian, colours RGB565) is written down in
 //! `watch-wasm/README.md`; [`Pool`] is its reference decoder and painter.
 
+use alloc::{vec, vec::Vec};
 use embedded_graphics::pixelcolor::{Rgb565, Rgb888};
 use embedded_graphics::prelude::*;
 use embedded_graphics::primitives::Rectangle;
@@ -64,6 +65,7 @@ impl core::fmt::Display for DecodeError {
     }
 }
 
+#[cfg(feature = "std")]
 impl std::error::Error for DecodeError {}
 
 /// An [`Rgb888`] as RGB565, the colour of an op.

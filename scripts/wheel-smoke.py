@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""The relay and CLI wheels on a machine without Rust: a fresh venv, `pip install` of the
-wheels from a folder (no index), then `watchtrain-relay --demo` answers /healthz and lists
-its training, and `watchtrain --help` runs. Everything runs with a clean environment whose
+"""The relay and CLI wheels on a machine without Rust: a fresh venv, `pip install
+"watchtrain[relay,cli]"` from folders of wheels (no index; the Python package's extras pull
+in the binary wheels), then `watchtrain-relay --demo` answers /healthz and lists its
+training, `watchtrain --help` runs, and the Python package imports. Everything runs with a clean environment whose
 PATH has no cargo or rustc. Prints the wheel sizes and the seconds from `pip install` to a
 running demo. Loopback only; standard library only.
 
-    scripts/wheel-smoke.py dist/wheels/watchtrain_relay-...whl dist/wheels/watchtrain_cli-...whl
+    scripts/wheel-smoke.py dist/wheels/watchtrain_relay-...whl dist/wheels/watchtrain_cli-...whl \
+        python-wheels/watchtrain-0.1.0-py3-none-any.whl
 
 With --venv DIR the venv is kept there (for more checks on the installed binaries).
 """
@@ -29,7 +31,8 @@ def fail(what):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("wheels", nargs="+")
+    parser.add_argument("wheels", nargs="+", help="the relay's and the CLI's wheels, and the watchtrain "
+                        "package's (all from folders pip may search)")
     parser.add_argument("--venv", help="where to make the venv (default: a temporary folder)")
     opts = parser.parse_args()
     work = tempfile.mkdtemp(prefix="wheel-smoke-")
@@ -51,8 +54,11 @@ def main():
     subprocess.run([python, "-m", "venv", venv], env=env, check=True)
     start = time.monotonic()
     made = start - made
+    # `pip install "watchtrain[relay,cli]"`: the Python package's extras pull in the binary wheels.
+    folders = sorted({os.path.dirname(os.path.abspath(w)) for w in opts.wheels})
     subprocess.run([os.path.join(venv, "bin", "pip"), "install", "-q", "--disable-pip-version-check",
-                    "--no-index", *[os.path.abspath(w) for w in opts.wheels]], env=env, check=True)
+                    "--no-index", *[f"--find-links={f}" for f in folders], "watchtrain[relay,cli]"],
+                   env=env, check=True)
     installed = time.monotonic() - start
     relay_bin = shutil.which("watchtrain-relay", path=path)
     cli_bin = shutil.which("watchtrain", path=path)
@@ -102,6 +108,11 @@ def main():
         if cli.returncode != 0 or "tail" not in cli.stdout:
             fail(f"watchtrain --help: {cli.returncode} {cli.stdout}{cli.stderr}")
         print("  ok  watchtrain --help", flush=True)
+        py = subprocess.run(["python", "-c", "import watchtrain; print(watchtrain.__file__)"], env=env,
+                            capture_output=True, text=True, timeout=60)
+        if py.returncode != 0 or not py.stdout.startswith(venv):
+            fail(f"import watchtrain: {py.stdout}{py.stderr}")
+        print("  ok  the Python package imports from the venv", flush=True)
     finally:
         relay.terminate()
         code = relay.wait(timeout=30)

@@ -278,7 +278,7 @@ async fn publish(
     mut stopped: watch::Receiver<bool>,
 ) {
     // What the relay holds already (restored from its database).
-    for (id, _, state, updated_ms) in p.hub.list() {
+    for (id, state, updated_ms) in p.hub.list() {
         p.update(&Change {
             id,
             created_ms: 0,
@@ -302,7 +302,7 @@ async fn publish(
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     p.counters.lagged.fetch_add(n, Ordering::Relaxed);
                     // Catch up from the hub's current states instead.
-                    for (id, _, state, updated_ms) in p.hub.list() {
+                    for (id, state, updated_ms) in p.hub.list() {
                         p.update(&Change { id, created_ms: 0, updated_ms, state, event: None });
                     }
                 }
@@ -387,7 +387,7 @@ impl Publisher {
         if now {
             // Configs of trainings not announced on this connection yet.
             let list = self.hub.list();
-            for (id, _, state, updated_ms) in list {
+            for (id, state, updated_ms) in list {
                 if self.trainings.get(&id).is_some_and(|s| !s.announced) {
                     let change = Change {
                         id,

@@ -14,8 +14,8 @@ use watchtrain_protocol::json::{self, LegacyMessage};
 use watchtrain_protocol::{Ack, Action, Frame};
 
 use crate::error::{Reason, Rejection};
-use crate::hub::{Event, Gauge, Hub, RegisterRequest};
-use crate::store::Receipt;
+use crate::hub::{durable, Event, Gauge, Hub, Ingested, RegisterRequest, Writer};
+use crate::rate::Bucket;
 
 /// Close code: going away (the relay shuts down).
 const CLOSE_GOING_AWAY: u16 = 1001;
@@ -28,57 +28,6 @@ const SEND_BATCH: usize = 64;
 /// How often a producer's pending ack is sent.
 const ACK_EVERY: Duration = Duration::from_millis(250);
 
-/// A token bucket: `rate` frames a second, bursts up to one second's worth.
-pub struct Bucket {
-    /// Frames per second.
-    rate: f64,
-    /// Frames that may go now.
-    tokens: f64,
-    /// When `tokens` was last refilled.
-    last: Instant,
-}
-
-impl Bucket {
-    /// A full bucket.
-    pub fn new(rate: u32) -> Bucket {
-        let rate = f64::from(rate.max(1));
-        Bucket {
-            rate,
-            tokens: rate,
-            last: Instant::now(),
-        }
-    }
-
-    fn refill(&mut self) {
-        let now = Instant::now();
-        self.tokens =
-            (self.tokens + (now - self.last).as_secs_f64() * self.rate).min(self.rate.max(1.0));
-        self.last = now;
-    }
-
-    /// Takes `n` tokens if there are that many.
-    pub fn try_take(&mut self, n: usize) -> bool {
-        self.refill();
-        if self.tokens >= n as f64 {
-            self.tokens -= n as f64;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Takes one token, waiting for it if needed (so a fast producer is slowed, not dropped).
-    pub async fn take(&mut self) {
-        self.refill();
-        if self.tokens < 1.0 {
-            let wait = (1.0 - self.tokens) / self.rate;
-            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
-            self.refill();
-        }
-        self.tokens -= 1.0;
-    }
-}
-
 /// Which producer protocol a session speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProducerKind {
@@ -88,13 +37,27 @@ pub enum ProducerKind {
     Legacy,
 }
 
+/// Trainings one producer connection may hold registered (and so own) at once.
+const OWNED_MAX: usize = 16;
+
 /// One producer connection's memory.
 struct Producer {
     hub: Arc<Hub>,
     /// The training this connection registered last.
     current: Option<u32>,
+    /// The trainings this connection registered, so may write to.
+    owned: Vec<u32>,
     /// An ack to send soon: (training, seq).
     pending_ack: Option<(u32, u32)>,
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        // The current training is counted as connected in the hub (never evicted) while open.
+        if let Some(id) = self.current {
+            self.hub.detach_producer(id);
+        }
+    }
 }
 
 fn ack_message(training_id: u32, seq: u32) -> Message {
@@ -107,30 +70,53 @@ fn ack_message(training_id: u32, seq: u32) -> Message {
     Message::Binary(bytes.into())
 }
 
-async fn persisted(receipt: Option<Receipt>) -> Result<(), Rejection> {
-    let Some(receipt) = receipt else {
-        return Ok(());
-    };
-    match receipt.await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(Rejection::new(Reason::Storage, e)),
-        Err(_) => Err(Rejection::new(Reason::Storage, "store stopped")),
-    }
-}
-
 impl Producer {
+    /// Registers for this connection. Its previous training is no longer held
+    /// connected first, so that one may be evicted to make room.
+    async fn register(&mut self, request: RegisterRequest) -> Result<Ingested, Rejection> {
+        let permit = self.hub.store.permit().await;
+        let previous = self.current.take();
+        if let Some(id) = previous {
+            self.hub.detach_producer(id);
+        }
+        let result = self.hub.register(request, permit);
+        let id = result.as_ref().map(|ing| ing.training_id).ok().or(previous);
+        if let Some(id) = id {
+            self.own(id);
+        }
+        result
+    }
+
+    /// Notes that this connection registered `id`, which becomes its current training.
+    fn own(&mut self, id: u32) {
+        if self.current != Some(id) {
+            if let Some(previous) = self.current {
+                self.hub.detach_producer(previous);
+            }
+            self.hub.attach_producer(id);
+            self.current = Some(id);
+        }
+        if !self.owned.contains(&id) {
+            if self.owned.len() >= OWNED_MAX {
+                self.owned.remove(0);
+            }
+            self.owned.push(id);
+        }
+    }
+
     async fn on_binary(&mut self, bytes: &[u8]) -> Result<Option<Message>, Rejection> {
         let frame =
             Frame::decode(bytes).map_err(|e| Rejection::new(Reason::Decode, e.to_string()))?;
         match frame.action {
             Action::Register(register) => {
-                let ing = self.hub.register(RegisterRequest {
+                let request = RegisterRequest {
                     training_id: frame.training_id,
                     seq: frame.seq,
                     register: Some(register),
-                })?;
-                persisted(ing.receipt).await?;
-                self.current = Some(ing.training_id);
+                };
+                let ing = self.register(request).await?;
+                durable(ing.receipt).await?;
+                self.own(ing.training_id);
                 self.pending_ack = None;
                 Ok(Some(ack_message(ing.training_id, ing.last_seq)))
             }
@@ -150,9 +136,15 @@ impl Producer {
                     seq: frame.seq,
                     action,
                 };
-                let ing = self.hub.apply(&frame, false)?;
+                let writer = Writer {
+                    owns: self.owned.contains(&training_id),
+                    create_unknown: false,
+                };
+                let ing = self
+                    .hub
+                    .apply(&frame, writer, self.hub.store.permit().await)?;
                 if ing.receipt.is_some() {
-                    persisted(ing.receipt).await?;
+                    durable(ing.receipt).await?;
                     self.pending_ack = None;
                     return Ok(Some(ack_message(training_id, ing.last_seq)));
                 }
@@ -168,13 +160,14 @@ impl Producer {
         let msg = json::decode(text.as_bytes())
             .map_err(|e| Rejection::new(Reason::Json, e.to_string()))?;
         if let LegacyMessage::Register { training_id } = msg {
-            let ing = self.hub.register(RegisterRequest {
+            let request = RegisterRequest {
                 training_id: training_id.unwrap_or(0),
                 seq: 0,
                 register: None,
-            })?;
-            persisted(ing.receipt).await?;
-            self.current = Some(ing.training_id);
+            };
+            let ing = self.register(request).await?;
+            durable(ing.receipt).await?;
+            self.own(ing.training_id);
             // The ancestor's callback reads this reply in its constructor while its own
             // reader thread reads the same socket: answering at once makes old trainings
             // hang at start (see DESIGN.md). Hold it a little.
@@ -190,8 +183,11 @@ impl Producer {
                 "send register_training first (or give a training_id)",
             )
         })?;
-        self.current.get_or_insert(id);
-        self.hub.apply_legacy(id, &msg)?;
+        if self.current.is_none() {
+            self.own(id);
+        }
+        let ing = self.hub.apply_legacy(id, &msg).await?;
+        durable(ing.receipt).await?;
         Ok(None)
     }
 }
@@ -220,6 +216,21 @@ where
         sink.send(Message::Close(Some(frame))),
     )
     .await;
+}
+
+/// Reads what the peer still sends after a close, briefly: closing with unread
+/// bytes makes the kernel reset the connection, and the peer would never read
+/// the close reason.
+async fn drain<R>(stream: &mut R)
+where
+    R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, stream.next()).await {
+        if matches!(msg, Message::Close(_)) {
+            break;
+        }
+    }
 }
 
 /// The close code and reason for a read error (an oversized message, mostly).
@@ -261,6 +272,7 @@ where
     let mut session = Producer {
         hub: hub.clone(),
         current: None,
+        owned: Vec::new(),
         pending_ack: None,
     };
     tracing::info!(?kind, "producer connected");
@@ -274,6 +286,7 @@ where
                         let (code, reason) = read_error(&hub, &e);
                         tracing::debug!(%reason, "producer read error");
                         close(&mut sink, code, &reason).await;
+                        drain(&mut stream).await;
                         break;
                     }
                 };
@@ -499,6 +512,7 @@ where
                     Some(Err(e)) => {
                         let (code, reason) = read_error(&hub, &e);
                         close(&mut sink, code, &reason).await;
+                        drain(&mut stream).await;
                         break;
                     }
                     Some(Ok(_)) => last_seen = Instant::now(),

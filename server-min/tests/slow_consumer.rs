@@ -57,13 +57,20 @@ async fn slow_consumers_never_slow_the_others_and_memory_stays_bounded() {
     let mut slow = small_buffer_client(relay.addr, &path).await;
     let mut fast = connect(&relay.ws(&path)).await;
     let fast_task = tokio::spawn(async move {
-        let mut state = TrainingState::new();
-        let mut frames = 0u32;
-        while state.last_seq() < FRAMES {
-            state.apply(&recv_frame(&mut fast).await).unwrap();
-            frames += 1;
+        // Every log frame, in order, after the one snapshot it got on joining.
+        let (mut logs, mut snapshots) = (0u32, 0u32);
+        while logs < FRAMES {
+            let frame = recv_frame(&mut fast).await;
+            match frame.action {
+                Action::Snapshot(_) => snapshots += 1,
+                Action::Log(_) => {
+                    logs += 1;
+                    assert_eq!(frame.seq, logs, "the fast consumer missed a frame");
+                }
+                _ => {}
+            }
         }
-        frames
+        (logs, snapshots)
     });
     let slow_task = tokio::spawn(async move {
         let mut state = TrainingState::new();
@@ -96,7 +103,7 @@ async fn slow_consumers_never_slow_the_others_and_memory_stays_bounded() {
     }
     sink.flush().await.unwrap();
 
-    let fast_frames = tokio::time::timeout(Duration::from_secs(60), fast_task)
+    let (fast_frames, fast_snapshots) = tokio::time::timeout(Duration::from_secs(60), fast_task)
         .await
         .expect("the normal consumer gets everything")
         .unwrap();
@@ -108,7 +115,8 @@ async fn slow_consumers_never_slow_the_others_and_memory_stays_bounded() {
     println!(
         "fast consumer: {fast_frames} frames; slow reader: {slow_frames} frames, {slow_snapshots} snapshots; relay RSS {rss_before} -> {rss_after} KiB"
     );
-    assert!(fast_frames >= 1, "fast consumer saw frames");
+    assert_eq!(fast_frames, FRAMES, "the fast consumer got every frame");
+    assert_eq!(fast_snapshots, 1, "the fast consumer was never resynced");
     assert!(
         slow_snapshots >= 1,
         "the slow reader was resynced by snapshot"

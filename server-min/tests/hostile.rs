@@ -554,7 +554,11 @@ async fn the_largest_refusals_are_read_not_reset() {
         &big,
     )
     .await;
-    assert_eq!((status, error_of(&body).as_str()), (413, "too_large"), "{body}");
+    assert_eq!(
+        (status, error_of(&body).as_str()),
+        (413, "too_large"),
+        "{body}"
+    );
     // A 2 MiB WebSocket message: the client reads the 1009 close and its reason.
     use futures_util::{SinkExt, StreamExt};
     let mut producer = connect(&relay.ws("/v1/produce")).await;

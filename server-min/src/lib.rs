@@ -53,7 +53,7 @@ use http::router;
 use hub::Hub;
 
 /// Serves the relay on `listener` until `shutdown` completes, then closes
-/// every connection (requests still open get [`serve::SHUTDOWN_GRACE`]),
+/// every connection (requests still open get a short grace period),
 /// writes what is pending to the database, checkpoints it and returns.
 pub async fn run(
     listener: TcpListener,

@@ -312,15 +312,17 @@ def run(opts):
             finally:
                 ws.close()
 
+            # Found again by its name: the relay does not list run keys.
             run_key = f"qemu-smoke-{os.getpid()}-{int(time.time())}"
+            name = f"qemu smoke {os.getpid()}"
             url = f"ws://127.0.0.1:{relay.port}"
             sent = subprocess.run(
-                emulator + [opts.cli, "--url", url, "--timeout", "20", "send", "--name", "qemu smoke",
+                emulator + [opts.cli, "--url", url, "--timeout", "20", "send", "--name", name,
                             "--run-key", run_key, "--epochs", "3",
                             "stats", "--epoch", "0", "--duration", "1.5", f"probe={PROBE}", "other=42"],
                 capture_output=True, text=True, timeout=120)
             check(sent.returncode == 0, f"the emulated CLI sends a stats frame ({sent.stderr.strip()})")
-            ours = [t for t in relay.get_json("/v1/trainings") if t.get("run_key") == run_key]
+            ours = [t for t in relay.get_json("/v1/trainings") if t.get("name") == name]
             check(len(ours) == 1 and ours[0]["latest"].get("probe") == PROBE,
                   f"the relay has it: {ours[0]['latest'] if ours else ours}")
             our_id = ours[0]["id"]
@@ -334,7 +336,7 @@ def run(opts):
         relay = Relay(emulator, opts.relay, db, demo=False)
         try:
             one = relay.get_json(f"/v1/trainings/{our_id}")
-            check(one["run_key"] == run_key and one["latest"].get("probe") == PROBE
+            check(one["name"] == name and one["latest"].get("probe") == PROBE
                   and one["history"] and one["history"][0]["epoch"] == 0,
                   f"after the restart on the same --db: training {our_id} {one['latest']}")
             status, csv = relay.get(f"/v1/trainings/{our_id}/history.csv")

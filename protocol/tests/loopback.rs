@@ -129,30 +129,25 @@ fn log() {
 
 #[test]
 fn finished() {
-    let failed = Action::Finished(Finished {
-        outcome: Outcome::Failed,
-        reason: truncated("OOM"),
-    });
-    loopback(
-        frame(7, 45, failed),
-        &[0x01, 0x07, 0x2d, 0x04, 0x01, 0x03, b'O', b'O', b'M'],
-    );
-    let completed = Action::Finished(Finished {
-        outcome: Outcome::Completed,
-        reason: truncated(""),
-    });
-    loopback(
-        frame(7, 46, completed),
-        &[0x01, 0x07, 0x2e, 0x04, 0x00, 0x00],
-    );
-    let cancelled = Action::Finished(Finished {
-        outcome: Outcome::Cancelled,
-        reason: truncated(""),
-    });
-    loopback(
-        frame(7, 47, cancelled),
-        &[0x01, 0x07, 0x2f, 0x04, 0x02, 0x00],
-    );
+    let cases: [(Outcome, &str, &[u8]); 3] = [
+        (Outcome::Completed, "", &[0x04, 0x00, 0x00]),
+        (
+            Outcome::Failed,
+            "OOM",
+            &[0x04, 0x01, 0x03, b'O', b'O', b'M'],
+        ),
+        (Outcome::Cancelled, "", &[0x04, 0x02, 0x00]),
+    ];
+    for (outcome, reason, payload) in cases {
+        let action = Action::Finished(Finished {
+            outcome,
+            reason: truncated(reason),
+        });
+        loopback(
+            frame(7, 45, action),
+            &[&[0x01, 0x07, 0x2d], payload].concat(),
+        );
+    }
 }
 
 #[test]

@@ -286,6 +286,11 @@ async fn bench_relay(relay: &str, n: usize, burst_frames: u32) -> Figures {
         "100000",
         "--max-fps",
         "100000000",
+        // 1,000 consumers from one address: past the per-address and global defaults.
+        "--max-connections",
+        "100000",
+        "--max-connections-per-ip",
+        "100000",
     ]);
     cmd.env("RUST_LOG", "warn");
     let server = spawn_server(cmd, "listening on").await;

@@ -33,21 +33,50 @@ pub struct Config {
     #[arg(long, env = "WATCHTRAIN_DB", default_value_os_t = default_db())]
     pub db: PathBuf,
 
-    /// How many trainings to keep (memory and database); the oldest finished go first.
-    #[arg(long, env = "WATCHTRAIN_KEEP_TRAININGS", default_value_t = 50)]
+    /// How many trainings to keep (memory and database); the oldest finished or stalled go
+    /// first, never one with a producer or consumer connected.
+    #[arg(long, env = "WATCHTRAIN_KEEP_TRAININGS", default_value_t = 50, value_parser = at_least_one)]
     pub keep_trainings: usize,
 
+    /// Stats rows kept per training (one per epoch); older epochs are dropped past it.
+    #[arg(long, env = "WATCHTRAIN_HISTORY_EPOCHS", default_value_t = 10_000, value_parser = at_least_one)]
+    pub history_epochs: usize,
+
     /// A training that sends nothing for this long is shown as stalled (e.g. 300s, 5m, 250ms).
-    #[arg(long, env = "WATCHTRAIN_STALL_AFTER", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, env = "WATCHTRAIN_STALL_AFTER", default_value = "5m", value_parser = positive_duration)]
     pub stall_after: Duration,
 
-    /// Token producers must present (`Authorization: Bearer T` or `?token=T`); also lets a client consume.
-    #[arg(long, env = "WATCHTRAIN_TOKEN")]
+    /// Token producers must present (`Authorization: Bearer T` or `?token=T`); also lets a client
+    /// consume. Prefer `--token-file`: a command line is visible to every user in `ps`.
+    #[arg(long, env = "WATCHTRAIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
-    /// Token consumers must present, if different from `--token` (a watch with it can never publish).
-    #[arg(long, env = "WATCHTRAIN_CONSUMER_TOKEN")]
+    /// File holding `--token` (its first line).
+    #[arg(long, env = "WATCHTRAIN_TOKEN_FILE", conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
+
+    /// Token consumers must present, if different from `--token` (a watch with it can never
+    /// publish). Needs `--token`: producers always need a token once any is set.
+    #[arg(long, env = "WATCHTRAIN_CONSUMER_TOKEN", hide_env_values = true)]
     pub consumer_token: Option<String>,
+
+    /// File holding `--consumer-token` (its first line).
+    #[arg(
+        long,
+        env = "WATCHTRAIN_CONSUMER_TOKEN_FILE",
+        conflicts_with = "consumer_token"
+    )]
+    pub consumer_token_file: Option<PathBuf>,
+
+    /// Another name this relay is reached by (the `Host` header), besides localhost, IP
+    /// addresses and this machine's hostname; repeat or separate with commas.
+    #[arg(long, env = "WATCHTRAIN_ALLOW_HOST", value_delimiter = ',')]
+    pub allow_host: Vec<String>,
+
+    /// Another web origin whose pages may publish and watch (e.g. `https://lab.example.org`),
+    /// besides the relay's own; repeat or separate with commas.
+    #[arg(long, env = "WATCHTRAIN_ALLOW_ORIGIN", value_delimiter = ',')]
+    pub allow_origin: Vec<String>,
 
     /// PEM certificate chain: serve HTTPS and WSS instead of plain HTTP (needs `--tls-key`).
     #[arg(long, env = "WATCHTRAIN_TLS_CERT", requires = "tls_key")]
@@ -58,29 +87,43 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
 
     /// Largest WebSocket message or single frame accepted, in bytes (legacy JSON needs up to 4096).
-    #[arg(long, env = "WATCHTRAIN_MAX_FRAME_BYTES", default_value_t = 4096)]
+    #[arg(long, env = "WATCHTRAIN_MAX_FRAME_BYTES", default_value_t = 4096, value_parser = at_least_one)]
     pub max_frame_bytes: usize,
 
     /// Most trainings held at once; a registration past it is refused with 503.
-    #[arg(long, env = "WATCHTRAIN_MAX_TRAININGS", default_value_t = 200)]
+    #[arg(long, env = "WATCHTRAIN_MAX_TRAININGS", default_value_t = 200, value_parser = at_least_one)]
     pub max_trainings: usize,
 
     /// Most consumers of one training (and of `/v1/watch`, and of the legacy paths) at once.
-    #[arg(long, env = "WATCHTRAIN_MAX_CONSUMERS", default_value_t = 256)]
+    #[arg(long, env = "WATCHTRAIN_MAX_CONSUMERS", default_value_t = 256, value_parser = at_least_one)]
     pub max_consumers: usize,
+
+    /// Most open connections (HTTP and WebSocket) at once; keep it under the descriptor
+    /// limit (`ulimit -n`, 1024 under systemd). Past it a new connection is closed at once.
+    #[arg(long, env = "WATCHTRAIN_MAX_CONNECTIONS", default_value_t = 512, value_parser = at_least_one)]
+    pub max_connections: usize,
+
+    /// Most open connections from one IP address, so one machine cannot take every slot.
+    #[arg(long, env = "WATCHTRAIN_MAX_CONNECTIONS_PER_IP", default_value_t = 64, value_parser = at_least_one)]
+    pub max_connections_per_ip: usize,
+
+    /// How long a client may take to send a request's headers, and then its body; an idle
+    /// keep-alive connection is closed after it too.
+    #[arg(long, env = "WATCHTRAIN_REQUEST_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    pub request_timeout: Duration,
 
     /// Frames per second one producer may send; faster producers are slowed down (WebSocket)
     /// or answered 429 (HTTP POST), never silently dropped.
-    #[arg(long, env = "WATCHTRAIN_MAX_FPS", default_value_t = 1000)]
+    #[arg(long, env = "WATCHTRAIN_MAX_FPS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_fps: u32,
 
     /// Frames queued per training for its consumers; a consumer further behind is resynced
     /// with a fresh snapshot instead of buffered without end.
-    #[arg(long, env = "WATCHTRAIN_CONSUMER_QUEUE", default_value_t = 256)]
+    #[arg(long, env = "WATCHTRAIN_CONSUMER_QUEUE", default_value_t = 256, value_parser = at_least_one)]
     pub consumer_queue: usize,
 
     /// How often to ping WebSocket peers; a peer silent for two intervals is dropped.
-    #[arg(long, env = "WATCHTRAIN_PING_INTERVAL", default_value = "20s", value_parser = parse_duration)]
+    #[arg(long, env = "WATCHTRAIN_PING_INTERVAL", default_value = "20s", value_parser = positive_duration)]
     pub ping_interval: Duration,
 
     /// How long the legacy producer path holds its `register_training` reply: the ancestor's
@@ -145,6 +188,42 @@ impl Config {
         }
     }
 
+    /// The configuration `run` uses: tokens read from their files and checked.
+    /// Refuses an empty token (an unset variable in a unit file gives one) and a
+    /// consumer token without a producer token (publishing would be open).
+    pub fn checked(mut self) -> Result<Config, String> {
+        if let Some(path) = &self.token_file {
+            self.token = Some(read_token(path)?);
+        }
+        if let Some(path) = &self.consumer_token_file {
+            self.consumer_token = Some(read_token(path)?);
+        }
+        for (flag, token) in [
+            ("--token", &mut self.token),
+            ("--consumer-token", &mut self.consumer_token),
+        ] {
+            if let Some(t) = token {
+                let trimmed = t.trim();
+                if trimmed.is_empty() {
+                    return Err(format!(
+                        "{flag} is empty (an unset variable?): give a real token or none"
+                    ));
+                }
+                *t = trimmed.to_owned();
+            }
+        }
+        if self.consumer_token.is_some() && self.token.is_none() {
+            return Err(
+                "--consumer-token alone would leave publishing open: set --token (or --token-file) too"
+                    .into(),
+            );
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("--tls-cert and --tls-key go together".into());
+        }
+        Ok(self)
+    }
+
     /// The defaults with an in-memory database: what tests start from.
     pub fn in_memory() -> Self {
         Config {
@@ -152,6 +231,13 @@ impl Config {
             ..Config::default()
         }
     }
+}
+
+/// The first line of a token file.
+fn read_token(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
+    Ok(text.lines().next().unwrap_or("").to_owned())
 }
 
 /// `<data dir>/watchtrain/relay.sqlite3`, or `./watchtrain-relay.sqlite3` without a data dir.
@@ -162,28 +248,31 @@ pub fn default_db() -> PathBuf {
     }
 }
 
-/// `250ms`, `30s`, `5m`, `2h`; a bare number is seconds.
+/// `250ms`, `30s`, `5m`, `2h` (humantime); a bare number is seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 250ms, 30s, 5m or 2h"))?;
-    let seconds = match unit.trim() {
-        "ms" => number / 1000.0,
-        "" | "s" => number,
-        "m" | "min" => number * 60.0,
-        "h" => number * 3600.0,
-        other => {
-            return Err(format!(
-                "unknown duration unit `{other}` (use ms, s, m or h)"
-            ))
-        }
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
+    match text.parse::<f64>() {
+        Ok(seconds) => Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}")),
+        Err(_) => humantime::parse_duration(text)
+            .map_err(|e| format!("`{text}` is not a duration like 250ms, 30s, 5m or 2h ({e})")),
+    }
+}
+
+/// A duration above zero: a zero ping interval or timeout would fire without end.
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err("must be more than zero".into()),
+        d => Ok(d),
+    }
+}
+
+/// A count of at least one: zero would make the relay refuse everything.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("`{text}`: {e}")),
+    }
 }
 
 #[cfg(test)]

@@ -27,13 +27,23 @@ pub enum Reason {
     Limit,
     /// Anything else a client got wrong.
     BadRequest,
-    /// The relay could not persist a frame.
+    /// The relay could not persist a frame, or read what it stored.
     Storage,
+    /// A web page of a foreign origin (not the relay's own, not `--allow-origin`).
+    Origin,
+    /// A `Host` that is not one of the relay's names (DNS rebinding).
+    Host,
+    /// A POST body of the wrong `Content-Type`.
+    MediaType,
+    /// A request whose body did not arrive within `--request-timeout`.
+    Timeout,
+    /// The relay failed (a render task died).
+    Internal,
 }
 
 impl Reason {
     /// Every reason, in index order.
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 16] = [
         Reason::Decode,
         Reason::Json,
         Reason::TooLarge,
@@ -45,6 +55,11 @@ impl Reason {
         Reason::Limit,
         Reason::BadRequest,
         Reason::Storage,
+        Reason::Origin,
+        Reason::Host,
+        Reason::MediaType,
+        Reason::Timeout,
+        Reason::Internal,
     ];
 
     /// The word used in JSON errors and metric labels.
@@ -61,6 +76,11 @@ impl Reason {
             Reason::Limit => "limit",
             Reason::BadRequest => "bad_request",
             Reason::Storage => "storage",
+            Reason::Origin => "origin",
+            Reason::Host => "host",
+            Reason::MediaType => "media_type",
+            Reason::Timeout => "timeout",
+            Reason::Internal => "internal",
         }
     }
 
@@ -73,10 +93,13 @@ impl Reason {
             Reason::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reason::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Reason::Unauthorized => StatusCode::UNAUTHORIZED,
-            Reason::Forbidden => StatusCode::FORBIDDEN,
+            Reason::Forbidden | Reason::Origin | Reason::Host => StatusCode::FORBIDDEN,
+            Reason::MediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Reason::Timeout => StatusCode::REQUEST_TIMEOUT,
+            Reason::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Reason::UnknownTraining => StatusCode::NOT_FOUND,
-            Reason::Limit => StatusCode::SERVICE_UNAVAILABLE,
-            Reason::Storage => StatusCode::INTERNAL_SERVER_ERROR,
+            // The store retries; the client may too.
+            Reason::Limit | Reason::Storage => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -139,7 +162,9 @@ impl IntoResponse for Rejection {
 /// Why the relay could not start or stopped.
 #[derive(Debug)]
 pub enum RelayError {
-    /// The database could not be opened or read.
+    /// The configuration is unsafe or inconsistent (e.g. an empty token).
+    Config(String),
+    /// The database could not be opened, checked or read.
     Store(crate::store::StoreError),
     /// The TLS certificate or key could not be loaded.
     Tls(String),
@@ -152,15 +177,24 @@ pub enum RelayError {
 impl std::fmt::Display for RelayError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RelayError::Store(e) => write!(f, "{e}"),
+            RelayError::Config(e) => write!(f, "{e}"),
+            RelayError::Store(_) => write!(f, "the database failed"),
             RelayError::Tls(e) => write!(f, "tls: {e}"),
-            RelayError::Io(e) => write!(f, "io: {e}"),
+            RelayError::Io(_) => write!(f, "a socket failed"),
             RelayError::Outbound(e) => write!(f, "{e}"),
         }
     }
 }
 
-impl std::error::Error for RelayError {}
+impl std::error::Error for RelayError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RelayError::Store(e) => Some(e),
+            RelayError::Io(e) => Some(e),
+            RelayError::Config(_) | RelayError::Tls(_) | RelayError::Outbound(_) => None,
+        }
+    }
+}
 
 impl From<crate::store::StoreError> for RelayError {
     fn from(e: crate::store::StoreError) -> Self {

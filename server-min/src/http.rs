@@ -1,44 +1,49 @@
-//! The routes: REST, WebSocket upgrades (new and legacy paths), metrics, the dashboard.
+//! The routes: REST, WebSocket upgrades (new and legacy paths), the JSON
+//! endpoints for shell scripts, metrics, the dashboard.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
-use futures_util::StreamExt;
+use axum::{Extension, Json, Router};
+use futures_util::{stream, StreamExt};
 use include_dir::{include_dir, Dir};
 use serde_json::{json, Value};
-use watchtrain_protocol::{Action, Frame, TrainingState};
+use watchtrain_protocol::{
+    truncated, Action, Applied, Finished, Frame, Outcome, Register, Stats, TrainingState, Values,
+};
 
 use crate::error::{Reason, Rejection};
-use crate::hub::{Hub, RegisterRequest, Slot};
-use crate::ws::{self, Bucket, Feed, ProducerKind};
+use crate::guard::{Authorized, Consume, Produce, TrainingId};
+use crate::hub::{durable, AppState, Hub, Ingested, RegisterRequest, Slot, Writer};
+use crate::serve::ConnectionInfo;
+use crate::store::{StatsRow, HISTORY_PAGE};
+use crate::ws::{self, Feed, ProducerKind};
 
-/// The shared state of every handler.
-pub type AppState = Arc<Hub>;
-
-/// The whole router: REST and WebSocket API, the ancestor's paths, metrics and the dashboard.
-/// Other parts add their routes by merging another `Router<AppState>` here.
+/// The whole router: REST and WebSocket API, the ancestor's paths, metrics and
+/// the dashboard, behind the `Host` check. Other parts add their routes by
+/// merging another `Router<AppState>` here.
 pub fn router(hub: AppState) -> Router {
-    let body_limit = hub.config.max_frame_bytes.saturating_mul(64);
     Router::new()
         .merge(api_routes())
         .merge(legacy_routes())
         .merge(ops_routes())
         .merge(crate::face::face_routes())
         .merge(dashboard_routes())
-        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            hub.clone(),
+            crate::guard::check_host,
+        ))
         .with_state(hub)
 }
 
 /// `/v1/...`: the binary protocol over WebSocket, HTTP POST and JSON views.
-pub fn api_routes() -> Router<AppState> {
+fn api_routes() -> Router<AppState> {
     Router::new()
         .route("/v1/produce", get(produce))
         .route("/v1/watch", get(watch_latest))
@@ -46,11 +51,13 @@ pub fn api_routes() -> Router<AppState> {
         .route("/v1/trainings/{id}", get(one))
         .route("/v1/trainings/{id}/watch", get(watch_one))
         .route("/v1/trainings/{id}/frames", post(post_frames))
+        .route("/v1/trainings/{id}/stats", post(json_stats))
+        .route("/v1/trainings/{id}/finish", post(json_finish))
         .route("/v1/trainings/{id}/history.csv", get(history_csv))
 }
 
 /// The ancestor's WebSocket paths, unchanged.
-pub fn legacy_routes() -> Router<AppState> {
+fn legacy_routes() -> Router<AppState> {
     Router::new()
         .route("/ws/watchtrain/producer/{client_id}", get(legacy_produce))
         .route("/ws/watchtrain/watch/{client_id}", get(legacy_watch))
@@ -58,14 +65,14 @@ pub fn legacy_routes() -> Router<AppState> {
 }
 
 /// Health and Prometheus metrics.
-pub fn ops_routes() -> Router<AppState> {
+fn ops_routes() -> Router<AppState> {
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
 }
 
 /// The browser dashboard: files of `server-min/static/`, embedded at build time.
-pub fn dashboard_routes() -> Router<AppState> {
+fn dashboard_routes() -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { static_file("index.html") }))
         .fallback(get(|uri: axum::http::Uri| async move {
@@ -93,102 +100,13 @@ fn static_file(path: &str) -> Response {
     ([(header::CONTENT_TYPE, mime)], file.contents()).into_response()
 }
 
-/// Who a request acts as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Sends frames.
-    Producer,
-    /// Reads state.
-    Consumer,
-}
-
-/// Checks the token of a request (`Authorization: Bearer T` or `?token=T`).
-/// Producers need `--token`; consumers need `--consumer-token` or `--token`.
-pub fn authorize(
-    hub: &Hub,
-    role: Role,
-    headers: &HeaderMap,
-    query: Option<&str>,
-) -> Result<(), Rejection> {
-    let producer = hub.config.token.as_deref();
-    let consumer = hub.config.consumer_token.as_deref();
-    let accepted: Vec<&str> = match role {
-        Role::Producer => producer.into_iter().collect(),
-        Role::Consumer => consumer.into_iter().chain(producer).collect(),
-    };
-    let required = match role {
-        Role::Producer => producer.is_some(),
-        Role::Consumer => !accepted.is_empty(),
-    };
-    if !required {
-        return Ok(());
+/// `/healthz`: 503 while database writes fail (they are retried; nothing acknowledged is lost).
+async fn healthz(State(hub): State<AppState>) -> Response {
+    if hub.store.failing() {
+        Rejection::new(Reason::Storage, "database writes fail (retrying)").into_response()
+    } else {
+        "ok\n".into_response()
     }
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_owned())
-        .or_else(|| query.and_then(query_token));
-    let Some(given) = given else {
-        return Err(Rejection::new(
-            Reason::Unauthorized,
-            "this relay needs a token: header `Authorization: Bearer <token>` or `?token=<token>`",
-        ));
-    };
-    if accepted
-        .iter()
-        .any(|t| same(t.as_bytes(), given.as_bytes()))
-    {
-        return Ok(());
-    }
-    if role == Role::Producer && consumer.is_some_and(|c| same(c.as_bytes(), given.as_bytes())) {
-        return Err(Rejection::new(
-            Reason::Forbidden,
-            "a consumer token cannot publish",
-        ));
-    }
-    Err(Rejection::new(Reason::Forbidden, "wrong token"))
-}
-
-/// Compares in time independent of where the first difference is.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn query_token(query: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let value = pair.strip_prefix("token=")?;
-        Some(percent_decode(value))
-    })
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Read buffer of a WebSocket: messages are small (the default is 128 KiB per connection).
@@ -196,57 +114,69 @@ const WS_READ_BUFFER: usize = 4 * 1024;
 /// Bytes gathered before a write: enough for a batch of frames, small for 1,000 consumers.
 const WS_WRITE_BUFFER: usize = 8 * 1024;
 
-fn upgrade(hub: &Hub, ws: WebSocketUpgrade) -> WebSocketUpgrade {
+/// Sets the WebSocket's limits and runs `session` on it once upgraded; the
+/// session keeps the connection's slot and is tracked for shutdown.
+fn upgrade<F, Fut>(
+    hub: &AppState,
+    ws: WebSocketUpgrade,
+    conn: Option<Extension<ConnectionInfo>>,
+    session: F,
+) -> Response
+where
+    F: FnOnce(axum::extract::ws::WebSocket) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let sessions = hub.sessions.clone();
     ws.max_message_size(hub.config.max_frame_bytes)
         .max_frame_size(hub.config.max_frame_bytes)
         .read_buffer_size(WS_READ_BUFFER)
         .write_buffer_size(WS_WRITE_BUFFER)
+        .on_upgrade(move |socket| {
+            sessions.track_future(async move {
+                session(socket).await;
+                drop(conn);
+            })
+        })
 }
 
 async fn produce(
+    _: Authorized<Produce>,
     State(hub): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    conn: Option<Extension<ConnectionInfo>>,
     ws: WebSocketUpgrade,
-) -> Result<Response, Rejection> {
-    producer_session(hub, headers, query, ws, ProducerKind::Binary)
+) -> Response {
+    producer_session(hub, conn, ws, ProducerKind::Binary)
 }
 
 async fn legacy_produce(
+    _: Authorized<Produce>,
     State(hub): State<AppState>,
-    Path(_client_id): Path<String>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    conn: Option<Extension<ConnectionInfo>>,
     ws: WebSocketUpgrade,
-) -> Result<Response, Rejection> {
-    producer_session(hub, headers, query, ws, ProducerKind::Legacy)
+) -> Response {
+    producer_session(hub, conn, ws, ProducerKind::Legacy)
 }
 
-/// `/v1/produce` and the legacy producer path: authorize, then run the session.
+/// `/v1/produce` and the legacy producer path.
 fn producer_session(
     hub: AppState,
-    headers: HeaderMap,
-    query: Option<String>,
+    conn: Option<Extension<ConnectionInfo>>,
     ws: WebSocketUpgrade,
     kind: ProducerKind,
-) -> Result<Response, Rejection> {
-    authorize(&hub, Role::Producer, &headers, query.as_deref())
-        .inspect_err(|r| hub.metrics.reject(r.reason))?;
-    Ok(upgrade(&hub, ws).on_upgrade(move |socket| async move {
+) -> Response {
+    upgrade(&hub.clone(), ws, conn, move |socket| async move {
         let (sink, stream) = socket.split();
         ws::produce(hub, sink, stream, kind).await;
-    }))
+    })
 }
 
 async fn watch_one(
+    _: Authorized<Consume>,
     State(hub): State<AppState>,
-    Path(id): Path<u32>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    TrainingId(id): TrainingId,
+    conn: Option<Extension<ConnectionInfo>>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, Rejection> {
-    authorize(&hub, Role::Consumer, &headers, query.as_deref())
-        .inspect_err(|r| hub.metrics.reject(r.reason))?;
     let (snapshot, rx) = hub
         .subscribe(id, true)
         .inspect_err(|r| hub.metrics.reject(r.reason))?;
@@ -255,7 +185,7 @@ async fn watch_one(
         training: Some(id),
         legacy: false,
     };
-    Ok(upgrade(&hub, ws).on_upgrade(move |socket| async move {
+    Ok(upgrade(&hub.clone(), ws, conn, move |socket| async move {
         let (sink, stream) = socket.split();
         let feed = Feed::Training { id, snapshot, rx };
         ws::consume(hub, sink, stream, feed).await;
@@ -264,44 +194,39 @@ async fn watch_one(
 }
 
 async fn watch_latest(
+    _: Authorized<Consume>,
     State(hub): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    conn: Option<Extension<ConnectionInfo>>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, Rejection> {
-    shared_watch(hub, headers, query, ws, None).await
+    shared_watch(hub, conn, ws, None)
 }
 
 async fn legacy_watch(
+    _: Authorized<Consume>,
     State(hub): State<AppState>,
-    Path(_client_id): Path<String>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    conn: Option<Extension<ConnectionInfo>>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, Rejection> {
-    shared_watch(hub, headers, query, ws, Some(false)).await
+    shared_watch(hub, conn, ws, Some(false))
 }
 
 async fn legacy_verbose(
+    _: Authorized<Consume>,
     State(hub): State<AppState>,
-    Path(_client_id): Path<String>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    conn: Option<Extension<ConnectionInfo>>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, Rejection> {
-    shared_watch(hub, headers, query, ws, Some(true)).await
+    shared_watch(hub, conn, ws, Some(true))
 }
 
 /// `/v1/watch` (`verbose: None`) and the legacy consumer paths.
-async fn shared_watch(
+fn shared_watch(
     hub: AppState,
-    headers: HeaderMap,
-    query: Option<String>,
+    conn: Option<Extension<ConnectionInfo>>,
     ws: WebSocketUpgrade,
     verbose: Option<bool>,
 ) -> Result<Response, Rejection> {
-    authorize(&hub, Role::Consumer, &headers, query.as_deref())
-        .inspect_err(|r| hub.metrics.reject(r.reason))?;
     let legacy = verbose.is_some();
     hub.join_shared(legacy)
         .inspect_err(|r| hub.metrics.reject(r.reason))?;
@@ -310,7 +235,7 @@ async fn shared_watch(
         training: None,
         legacy,
     };
-    Ok(upgrade(&hub, ws).on_upgrade(move |socket| async move {
+    Ok(upgrade(&hub.clone(), ws, conn, move |socket| async move {
         let (sink, stream) = socket.split();
         let feed = match verbose {
             Some(verbose) => Feed::Legacy { verbose },
@@ -330,7 +255,8 @@ fn num(v: f32) -> Value {
     }
 }
 
-fn summary(id: u32, run_key: &str, s: &TrainingState, updated_ms: u64) -> Value {
+/// A training in the list. Its run key proves ownership, so it is never shown.
+fn summary(id: u32, s: &TrainingState, updated_ms: u64) -> Value {
     let latest: serde_json::Map<String, Value> = s
         .metrics()
         .iter()
@@ -340,7 +266,6 @@ fn summary(id: u32, run_key: &str, s: &TrainingState, updated_ms: u64) -> Value 
     json!({
         "id": id,
         "name": s.name().as_str(),
-        "run_key": run_key,
         "status": s.status().as_str(),
         "epoch": s.epoch(),
         "epochs": s.epochs(),
@@ -350,29 +275,22 @@ fn summary(id: u32, run_key: &str, s: &TrainingState, updated_ms: u64) -> Value 
     })
 }
 
-async fn list(
-    State(hub): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Result<Response, Rejection> {
-    authorize(&hub, Role::Consumer, &headers, query.as_deref())?;
+async fn list(_: Authorized<Consume>, State(hub): State<AppState>) -> Response {
     let list: Vec<Value> = hub
         .list()
         .iter()
-        .map(|(id, key, s, ms)| summary(*id, key, s, *ms))
+        .map(|(id, s, ms)| summary(*id, s, *ms))
         .collect();
-    Ok(axum::Json(list).into_response())
+    Json(list).into_response()
 }
 
 async fn one(
+    _: Authorized<Consume>,
     State(hub): State<AppState>,
-    Path(id): Path<u32>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    TrainingId(id): TrainingId,
 ) -> Result<Response, Rejection> {
-    authorize(&hub, Role::Consumer, &headers, query.as_deref())?;
-    let (key, s, ms) = hub.get(id).ok_or_else(|| Rejection::unknown_training(id))?;
-    let mut v = summary(id, &key, &s, ms);
+    let (s, ms, _) = hub.get(id).ok_or_else(|| Rejection::unknown_training(id))?;
+    let mut v = summary(id, &s, ms);
     let bar = |b: watchtrain_protocol::Bar| json!({"done": b.done, "total": b.total});
     let history: Vec<Value> = s
         .history_rows()
@@ -399,32 +317,162 @@ async fn one(
     if let (Value::Object(v), Value::Object(extra)) = (&mut v, extra) {
         v.extend(extra);
     }
-    Ok(axum::Json(v).into_response())
+    Ok(Json(v).into_response())
 }
 
-async fn history_csv(
-    State(hub): State<AppState>,
-    Path(id): Path<u32>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Result<Response, Rejection> {
-    authorize(&hub, Role::Consumer, &headers, query.as_deref())?;
-    let (_, s, _) = hub.get(id).ok_or_else(|| Rejection::unknown_training(id))?;
-    let rows = hub.store.history(id).await;
-    let mut csv = String::from("epoch,duration_ms");
-    for m in s.metrics() {
-        csv.push(',');
-        csv.push_str(&m.replace([',', '"', '\n'], "_"));
+/// One CSV cell (RFC 4180). A spreadsheet runs a cell that starts with
+/// `=`, `+`, `-`, `@`, a tab or a CR as a formula: those get a leading `'`.
+fn csv_cell(text: &str) -> String {
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
     }
-    csv.push('\n');
+}
+
+fn csv_rows(rows: &[StatsRow]) -> String {
+    let mut out = String::new();
     for row in rows {
-        let _ = write!(csv, "{},{}", row.epoch, row.duration_ms);
-        for v in row.values {
-            let _ = write!(csv, ",{v}");
+        let _ = write!(out, "{},{}", row.epoch, row.duration_ms);
+        for v in &row.values {
+            let _ = write!(out, ",{v}");
         }
-        csv.push('\n');
+        out.push('\n');
     }
-    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response())
+    out
+}
+
+/// A page of stats rows, or an error when the database does not answer in time.
+async fn history_page(hub: &Hub, id: u32, after: Option<u32>) -> Result<Vec<StatsRow>, Rejection> {
+    let read = hub.store.history_page(id, after);
+    match tokio::time::timeout(hub.config.request_timeout, read).await {
+        Ok(Ok(rows)) => Ok(rows),
+        Ok(Err(e)) => Err(Rejection::new(Reason::Storage, e.to_string())),
+        Err(_) => Err(Rejection::new(
+            Reason::Storage,
+            "the database did not answer in time (busy or failing): retry later",
+        )),
+    }
+}
+
+/// Every stored epoch, streamed a page at a time (one page in memory per download).
+async fn history_csv(
+    _: Authorized<Consume>,
+    State(hub): State<AppState>,
+    TrainingId(id): TrainingId,
+) -> Result<Response, Rejection> {
+    let (s, _, _) = hub.get(id).ok_or_else(|| Rejection::unknown_training(id))?;
+    let first = history_page(&hub, id, None).await?;
+    let mut head = String::from("epoch,duration_ms");
+    for m in s.metrics() {
+        head.push(',');
+        head.push_str(&csv_cell(m));
+    }
+    head.push('\n');
+    let pages = stream::unfold(Some(first), move |page| {
+        let hub = hub.clone();
+        async move {
+            let page = page?;
+            let last = page.last()?.epoch;
+            let next = if page.len() < HISTORY_PAGE {
+                Some(Vec::new())
+            } else {
+                match history_page(&hub, id, Some(last)).await {
+                    Ok(rows) => Some(rows),
+                    // An error mid-way cuts the download: never a silently short file.
+                    Err(e) => return Some((Err(std::io::Error::other(e.to_string())), None)),
+                }
+            };
+            Some((Ok(csv_rows(&page)), next))
+        }
+    });
+    let body = stream::once(async { Ok(head) }).chain(pages);
+    Ok((
+        [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// Reads a body of at most `limit` bytes within `--request-timeout`. A body
+/// over the limit is still read (and dropped) until it ends or the timeout,
+/// so the client reads the 413 instead of a reset connection.
+async fn read_body(hub: &Hub, body: Body, limit: usize) -> Result<Bytes, Rejection> {
+    let deadline = tokio::time::Instant::now() + hub.config.request_timeout;
+    let mut chunks = body.into_data_stream();
+    let mut out = Vec::new();
+    let mut over = false;
+    loop {
+        match tokio::time::timeout_at(deadline, chunks.next()).await {
+            Err(_) if !over => {
+                return Err(Rejection::new(
+                    Reason::Timeout,
+                    "the body did not arrive within --request-timeout",
+                ))
+            }
+            Ok(None) | Err(_) => break,
+            Ok(Some(Err(e))) => return Err(Rejection::new(Reason::BadRequest, e.to_string())),
+            Ok(Some(Ok(chunk))) => {
+                if !over && out.len() + chunk.len() > limit {
+                    over = true;
+                    out = Vec::new();
+                }
+                if !over {
+                    out.extend_from_slice(&chunk);
+                }
+            }
+        }
+    }
+    if over {
+        return Err(Rejection::new(
+            Reason::TooLarge,
+            format!("the body is over {limit} bytes"),
+        ));
+    }
+    Ok(out.into())
+}
+
+/// Binary POSTs are `application/octet-stream`: a web page cannot send that
+/// without a CORS preflight, which the relay never answers.
+fn require_octet_stream(headers: &HeaderMap) -> Result<(), Rejection> {
+    let media_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim);
+    if media_type.is_some_and(|m| m.eq_ignore_ascii_case("application/octet-stream")) {
+        Ok(())
+    } else {
+        Err(Rejection::new(
+            Reason::MediaType,
+            "frames are posted as Content-Type: application/octet-stream",
+        ))
+    }
+}
+
+/// Counts the request against `--max-fps` for its address and its training.
+fn take_rate(
+    hub: &Hub,
+    conn: &Option<Extension<ConnectionInfo>>,
+    id: u32,
+    frames: usize,
+) -> Result<(), Rejection> {
+    let addr = conn.as_ref().map(|c| c.peer.ip());
+    if hub.post_limits.try_take(addr, id, frames) {
+        return Ok(());
+    }
+    Err(Rejection::new(
+        Reason::RateLimited,
+        format!(
+            "more than {} frames a second (--max-fps): nothing was applied, retry later",
+            hub.config.max_fps
+        ),
+    ))
 }
 
 /// Splits a POST body: each frame preceded by its length, 2 bytes big-endian.
@@ -449,103 +497,115 @@ pub fn split_frames(mut body: &[u8]) -> Result<Vec<&[u8]>, String> {
     Ok(out)
 }
 
-async fn post_frames(
-    State(hub): State<AppState>,
-    Path(id): Path<u32>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    body: Bytes,
-) -> Result<Response, Rejection> {
-    let result = post_frames_inner(&hub, id, &headers, query.as_deref(), &body).await;
-    if let Err(r) = &result {
-        hub.metrics.reject(r.reason);
-    }
-    result
+/// What a POST of frames did.
+struct Posted {
+    /// The training (the registered one when the body registers).
+    training_id: u32,
+    /// Its `last_seq` after the last frame.
+    last_seq: u32,
+    /// Frames that changed the state.
+    applied: u32,
+    /// Frames already applied before.
+    duplicates: u32,
 }
 
-async fn post_frames_inner(
-    hub: &Hub,
-    mut id: u32,
-    headers: &HeaderMap,
-    query: Option<&str>,
-    body: &[u8],
+async fn post_frames(
+    _: Authorized<Produce>,
+    State(hub): State<AppState>,
+    TrainingId(id): TrainingId,
+    conn: Option<Extension<ConnectionInfo>>,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, Rejection> {
-    authorize(hub, Role::Producer, headers, query)?;
-    let parts = split_frames(body).map_err(|e| Rejection::new(Reason::Decode, e))?;
-    let mut frames = Vec::with_capacity(parts.len());
-    for (i, part) in parts.iter().enumerate() {
-        if part.len() > hub.config.max_frame_bytes {
-            return Err(Rejection::new(
-                Reason::TooLarge,
-                format!("frame {i}: over --max-frame-bytes"),
-            ));
-        }
-        let frame = Frame::decode(part)
-            .map_err(|e| Rejection::new(Reason::Decode, format!("frame {i}: {e}")))?;
-        frames.push(frame);
+    let result = async {
+        require_octet_stream(&headers)?;
+        let limit = hub.config.max_frame_bytes.saturating_mul(64);
+        let body = read_body(&hub, body, limit).await?;
+        let frames = decode_frames(&hub, &body)?;
+        take_rate(&hub, &conn, id, frames.len())?;
+        hub.metrics
+            .frames_in
+            .fetch_add(frames.len() as u64, Ordering::Relaxed);
+        ingest_frames(&hub, id, frames).await
     }
-    if frames.is_empty() {
+    .await;
+    let posted = result.inspect_err(|r| hub.metrics.reject(r.reason))?;
+    Ok(Json(json!({
+        "training_id": posted.training_id,
+        "last_seq": posted.last_seq,
+        "applied": posted.applied,
+        "duplicates": posted.duplicates,
+    }))
+    .into_response())
+}
+
+/// The frames of a POST body, all decoded before any is applied.
+fn decode_frames(hub: &Hub, body: &[u8]) -> Result<Vec<Frame>, Rejection> {
+    let parts = split_frames(body).map_err(|e| Rejection::new(Reason::Decode, e))?;
+    if parts.is_empty() {
         return Err(Rejection::new(Reason::BadRequest, "no frames in the body"));
     }
-    {
-        let mut buckets = hub.post_buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() > hub.config.max_trainings.saturating_mul(4) {
-            // Ids that never became trainings: forget them rather than grow.
-            buckets.clear();
-        }
-        let bucket = buckets
-            .entry(id)
-            .or_insert_with(|| Bucket::new(hub.config.max_fps));
-        if !bucket.try_take(frames.len()) {
-            return Err(Rejection::new(
-                Reason::RateLimited,
-                format!(
-                    "more than {} frames a second (--max-fps): nothing was applied, retry later",
-                    hub.config.max_fps
-                ),
-            ));
-        }
-    }
-    hub.metrics
-        .frames_in
-        .fetch_add(frames.len() as u64, Ordering::Relaxed);
-    let (mut applied, mut duplicates, mut last_seq) = (0, 0, 0);
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| {
+            if part.len() > hub.config.max_frame_bytes {
+                return Err(Rejection::new(
+                    Reason::TooLarge,
+                    format!("frame {i}: over --max-frame-bytes"),
+                ));
+            }
+            Frame::decode(part)
+                .map_err(|e| Rejection::new(Reason::Decode, format!("frame {i}: {e}")))
+        })
+        .collect()
+}
+
+/// Applies the frames in order; a registration in the body makes the request
+/// the owner of its training. Answers once every write is durable.
+async fn ingest_frames(hub: &Hub, mut id: u32, frames: Vec<Frame>) -> Result<Posted, Rejection> {
+    let mut owned = None;
+    let mut posted = Posted {
+        training_id: id,
+        last_seq: 0,
+        applied: 0,
+        duplicates: 0,
+    };
     let mut receipts = Vec::new();
     for (i, frame) in frames.into_iter().enumerate() {
-        let done = |e: Rejection| {
-            Rejection::new(
-                e.reason,
-                format!(
-                    "frame {i}: {} ({i} frames before it were applied)",
-                    e.message
-                ),
-            )
+        let at = |e: Rejection| {
+            let message = format!(
+                "frame {i}: {} ({i} frames before it were applied)",
+                e.message
+            );
+            Rejection::new(e.reason, message)
         };
+        let permit = hub.store.permit().await;
         let ing = match frame.action {
             Action::Register(register) => {
-                let ing = hub
-                    .register(RegisterRequest {
-                        training_id: if frame.training_id != 0 {
-                            frame.training_id
-                        } else {
-                            id
-                        },
-                        seq: frame.seq,
-                        register: Some(register),
-                    })
-                    .map_err(done)?;
+                let request = RegisterRequest {
+                    training_id: if frame.training_id != 0 {
+                        frame.training_id
+                    } else {
+                        id
+                    },
+                    seq: frame.seq,
+                    register: Some(register),
+                };
+                let ing = hub.register(request, permit).map_err(at)?;
                 id = ing.training_id;
+                owned = Some(id);
                 ing
             }
             Action::Ack(_) | Action::Snapshot(_) | Action::Stalled => {
-                return Err(done(Rejection::new(
+                return Err(at(Rejection::new(
                     Reason::BadRequest,
                     "ack, snapshot and stalled frames are sent by the relay only",
                 )))
             }
             action => {
                 if frame.training_id != 0 && frame.training_id != id {
-                    return Err(done(Rejection::new(
+                    return Err(at(Rejection::new(
                         Reason::BadRequest,
                         format!(
                             "frame names training {} but the path names {id}",
@@ -558,31 +618,171 @@ async fn post_frames_inner(
                     seq: frame.seq,
                     action,
                 };
-                hub.apply(&frame, false).map_err(done)?
+                let writer = Writer {
+                    owns: owned == Some(id),
+                    create_unknown: false,
+                };
+                hub.apply(&frame, writer, permit).map_err(at)?
             }
         };
-        if ing.applied == watchtrain_protocol::Applied::Duplicate {
-            duplicates += 1;
+        if ing.applied == Applied::Duplicate {
+            posted.duplicates += 1;
         } else {
-            applied += 1;
+            posted.applied += 1;
         }
-        last_seq = ing.last_seq;
+        posted.training_id = ing.training_id;
+        posted.last_seq = ing.last_seq;
         receipts.extend(ing.receipt);
     }
     for receipt in receipts {
-        match receipt.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(Rejection::new(Reason::Storage, e)),
-            Err(_) => return Err(Rejection::new(Reason::Storage, "store stopped")),
-        }
+        durable(Some(receipt)).await?;
     }
-    Ok(axum::Json(json!({
-        "training_id": id,
-        "last_seq": last_seq,
-        "applied": applied,
-        "duplicates": duplicates,
-    }))
-    .into_response())
+    Ok(posted)
+}
+
+/// The run key of a training made by the JSON endpoints: its name is its key,
+/// so whoever knows the name may write (set `--token` to restrict publishing).
+fn json_run_key(name: &str) -> String {
+    format!("json:{name}")
+}
+
+/// The JSON body of the script endpoints: an object, or nothing.
+async fn json_object(hub: &Hub, body: Body) -> Result<serde_json::Map<String, Value>, Rejection> {
+    let body = read_body(hub, body, hub.config.max_frame_bytes).await?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| Rejection::new(Reason::Json, format!("the body is not a JSON object: {e}")))
+}
+
+/// A whole-number field of a script's JSON.
+fn json_u32(object: &serde_json::Map<String, Value>, key: &str) -> Result<Option<u32>, Rejection> {
+    let Some(value) = object.get(key) else {
+        return Ok(None);
+    };
+    value
+        .as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .map(Some)
+        .ok_or_else(|| Rejection::new(Reason::BadRequest, format!("{key:?} is a whole number")))
+}
+
+/// A metric value of a script's JSON: a number, `null` (NaN) or a numeric string ("NaN", "inf").
+fn json_value(key: &str, value: &Value) -> Result<f32, Rejection> {
+    let not_a_number = || Rejection::new(Reason::BadRequest, format!("{key:?} is not a number"));
+    match value {
+        Value::Number(n) => n.as_f64().map(|v| v as f32).ok_or_else(not_a_number),
+        Value::Null => Ok(f32::NAN),
+        Value::String(s) => s.trim().parse().map_err(|_| not_a_number()),
+        _ => Err(not_a_number()),
+    }
+}
+
+/// `POST /v1/trainings/{name}/stats` with `{"epoch": 1, "loss": 0.3, ...}`: it
+/// registers the training (metrics in name order, `epochs` if given) and
+/// becomes a stats frame, answered once it is durable.
+async fn json_stats(
+    _: Authorized<Produce>,
+    State(hub): State<AppState>,
+    Path(name): Path<String>,
+    conn: Option<Extension<ConnectionInfo>>,
+    body: Body,
+) -> Result<Response, Rejection> {
+    let result = async {
+        let object = json_object(&hub, body).await?;
+        let epoch = json_u32(&object, "epoch")?
+            .ok_or_else(|| Rejection::new(Reason::BadRequest, "\"epoch\" is missing"))?;
+        let too_many = || Rejection::new(Reason::TooLarge, "too many metrics");
+        let mut metrics = watchtrain_protocol::MetricNames::new();
+        let mut values = Vec::new();
+        for (key, value) in &object {
+            if !matches!(key.as_str(), "epoch" | "epochs" | "duration_ms") {
+                metrics.push(truncated(key)).map_err(|_| too_many())?;
+                values.push(json_value(key, value)?);
+            }
+        }
+        let stats = Stats {
+            epoch,
+            duration_ms: json_u32(&object, "duration_ms")?.unwrap_or(0),
+            values: Values::from_slice(&values).map_err(|_| too_many())?,
+        };
+        let known = hub.find_by_key(&json_run_key(&name)).unwrap_or(0);
+        take_rate(&hub, &conn, known, 2)?;
+        let register = Register {
+            name: truncated(&name),
+            run_key: truncated(&json_run_key(&name)),
+            metrics,
+            epochs: json_u32(&object, "epochs")?.unwrap_or(0),
+            batches: 0,
+        };
+        let request = RegisterRequest {
+            training_id: 0,
+            seq: 0,
+            register: Some(register),
+        };
+        let ing = hub.register(request, hub.store.permit().await)?;
+        durable(ing.receipt).await?;
+        let ing = apply_owned(&hub, ing.training_id, Action::Stats(stats)).await?;
+        Ok::<_, Rejection>(
+            Json(json!({"training_id": ing.training_id, "epoch": epoch})).into_response(),
+        )
+    }
+    .await;
+    result.inspect_err(|r| hub.metrics.reject(r.reason))
+}
+
+/// `POST /v1/trainings/{name}/finish`, optionally with
+/// `{"outcome": "completed" | "failed" | "cancelled", "reason": "..."}`.
+async fn json_finish(
+    _: Authorized<Produce>,
+    State(hub): State<AppState>,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<Response, Rejection> {
+    let result = async {
+        let object = json_object(&hub, body).await?;
+        let outcome = match object.get("outcome").and_then(Value::as_str) {
+            None | Some("completed") => Outcome::Completed,
+            Some("failed") => Outcome::Failed,
+            Some("cancelled") => Outcome::Cancelled,
+            Some(other) => {
+                return Err(Rejection::new(
+                    Reason::BadRequest,
+                    format!("outcome {other:?} is not completed, failed or cancelled"),
+                ))
+            }
+        };
+        let reason = object.get("reason").and_then(Value::as_str).unwrap_or("");
+        let id = hub.find_by_key(&json_run_key(&name)).ok_or_else(|| {
+            let message = format!("no training {name:?}: send its stats first");
+            Rejection::new(Reason::UnknownTraining, message)
+        })?;
+        let finished = Finished {
+            outcome,
+            reason: truncated(reason),
+        };
+        let ing = apply_owned(&hub, id, Action::Finished(finished)).await?;
+        Ok::<_, Rejection>(Json(json!({"training_id": ing.training_id})).into_response())
+    }
+    .await;
+    result.inspect_err(|r| hub.metrics.reject(r.reason))
+}
+
+/// Applies an unsequenced frame to a training the caller owns; waits until it is durable.
+async fn apply_owned(hub: &Hub, id: u32, action: Action) -> Result<Ingested, Rejection> {
+    let frame = Frame {
+        training_id: id,
+        seq: 0,
+        action,
+    };
+    let writer = Writer {
+        owns: true,
+        create_unknown: false,
+    };
+    let mut ing = hub.apply(&frame, writer, hub.store.permit().await)?;
+    durable(ing.receipt.take()).await?;
+    Ok(ing)
 }
 
 async fn metrics(State(hub): State<AppState>) -> Response {
@@ -640,6 +840,12 @@ async fn metrics(State(hub): State<AppState>) -> Response {
     }
     let _ = writeln!(
         out,
+        "# HELP watchtrain_store_failures_total Database write attempts that failed (each is retried).\n# TYPE watchtrain_store_failures_total counter\nwatchtrain_store_failures_total {}\n# HELP watchtrain_store_failing 1 while database writes fail.\n# TYPE watchtrain_store_failing gauge\nwatchtrain_store_failing {}",
+        hub.store.failures(),
+        u8::from(hub.store.failing())
+    );
+    let _ = writeln!(
+        out,
         "# HELP watchtrain_trainings Trainings held.\n# TYPE watchtrain_trainings gauge\nwatchtrain_trainings {}",
         hub.training_count()
     );
@@ -659,11 +865,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tokens_from_queries() {
-        assert_eq!(query_token("a=1&token=s%20e+cret"), Some("s e cret".into()));
-        assert_eq!(query_token("token=abc%"), Some("abc%".into()));
-        assert_eq!(query_token("token=%zz"), Some("%zz".into()));
-        assert_eq!(query_token("x=1"), None);
+    fn csv_cells_are_rfc_4180_and_never_formulas() {
+        assert_eq!(csv_cell("loss"), "loss");
+        assert_eq!(csv_cell("=1+1"), "'=1+1");
+        assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_cell("a\rb"), "\"a\rb\"");
     }
 
     #[test]

@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, watch, OwnedSemaphorePermit};
 use watchtrain_protocol::json::{self, LegacyMessage};
 use watchtrain_protocol::{
     truncated, Action, Applied, Error, Frame, Phase, Progress, Register, Stats, Status,
@@ -21,8 +21,6 @@ use crate::store::{Receipt, StatsRow, Store, StoredTraining};
 /// One frame on its way to consumers, encoded once for all of them.
 #[derive(Debug)]
 pub struct Event {
-    /// The training it belongs to.
-    pub training_id: u32,
     /// The frame in the binary format.
     pub bin: Bytes,
     /// The frame as the ancestor's server would have sent it, if it has a legacy form.
@@ -43,10 +41,17 @@ pub struct Training {
     pub tx: broadcast::Sender<Arc<Event>>,
     /// Unix ms of creation.
     pub created_ms: u64,
-    /// Unix ms of the last frame from a producer.
+    /// Unix ms of the last frame from a producer (shown to people).
     pub updated_ms: u64,
+    /// When the last frame from a producer came, on the monotonic clock: stall
+    /// detection must not jump with the wall clock (a Raspberry Pi syncing NTP).
+    pub last_heard: Instant,
     /// Consumers watching it by id right now.
     pub consumers: usize,
+    /// Producer connections that registered it and are still open: it is never evicted then.
+    pub producers: usize,
+    /// Counts applied frames: a face rendered at one version is still good at the same version.
+    pub version: u64,
     /// True when the state changed since it was last persisted (progress is saved lazily).
     pub dirty: bool,
 }
@@ -145,6 +150,20 @@ impl Drop for Slot {
     }
 }
 
+/// How far ahead of the training's `last_seq` a frame's seq may jump: one
+/// frame numbered near `u32::MAX` would otherwise make every later frame a duplicate.
+pub const SEQ_WINDOW: u32 = 1 << 20;
+
+/// Who writes a frame, for the ownership check.
+#[derive(Debug, Clone, Copy)]
+pub struct Writer {
+    /// The writer registered this training on its connection (or request) with the
+    /// training's run key, so it owns it.
+    pub owns: bool,
+    /// The legacy path: an unknown id makes a new training (the ancestor did so).
+    pub create_unknown: bool,
+}
+
 /// What applying a producer's frame did.
 pub struct Ingested {
     /// The training.
@@ -153,7 +172,8 @@ pub struct Ingested {
     pub applied: Applied,
     /// The training's `last_seq` afterwards.
     pub last_seq: u32,
-    /// Set when the frame was persisted: await it before acking.
+    /// Set when the frame was persisted (or is a duplicate of one that may not be
+    /// yet): await it before acking.
     pub receipt: Option<Receipt>,
 }
 
@@ -173,11 +193,16 @@ pub struct Hub {
     legacy_tx: broadcast::Sender<Arc<Event>>,
     /// Flips to true when the relay shuts down; every connection watches it.
     shutdown: watch::Sender<bool>,
-    /// Token buckets of HTTP producers (`--max-fps`), by training id.
-    pub post_buckets: Mutex<HashMap<u32, crate::ws::Bucket>>,
+    /// Rate limits of HTTP producers (`--max-fps`).
+    pub post_limits: crate::rate::Limits,
+    /// WebSocket sessions, so shutdown waits for their close frames.
+    pub sessions: tokio_util::task::TaskTracker,
     /// Changes for the notifier and the MQTT bridge (`--notify`, `--mqtt`).
     pub outlet: crate::notify::Outlet,
 }
+
+/// The shared state of every handler.
+pub type AppState = Arc<Hub>;
 
 /// Unix time in milliseconds.
 pub fn now_ms() -> u64 {
@@ -198,13 +223,8 @@ pub struct RegisterRequest {
 }
 
 impl Hub {
-    /// A hub holding the stored trainings; `unreadable` ids stay taken.
-    pub fn new(
-        config: Config,
-        store: Store,
-        stored: Vec<StoredTraining>,
-        unreadable: &[u32],
-    ) -> Hub {
+    /// A hub holding the stored trainings; ids up to `max_id` are never handed out again.
+    pub fn new(config: Config, store: Store, stored: Vec<StoredTraining>, max_id: u32) -> Hub {
         let mut trainings = HashMap::new();
         let mut by_key = HashMap::new();
         let mut latest: Option<(u64, u32)> = None;
@@ -225,16 +245,22 @@ impl Hub {
                     tx,
                     created_ms: t.created_ms,
                     updated_ms: t.updated_ms,
+                    last_heard: Instant::now(),
                     consumers: 0,
+                    producers: 0,
+                    version: 0,
                     dirty: false,
                 },
             );
         }
         let next_id = trainings
             .keys()
-            .chain(unreadable)
+            .copied()
+            .chain([max_id])
             .max()
-            .map_or(1, |m| m.saturating_add(1));
+            .unwrap_or(0)
+            .saturating_add(1)
+            .max(1);
         let (legacy_tx, _) = broadcast::channel(config.consumer_queue.max(1));
         Hub {
             store,
@@ -249,7 +275,8 @@ impl Hub {
             latest: watch::Sender::new(latest.map(|(_, id)| id)),
             legacy_tx,
             shutdown: watch::Sender::new(false),
-            post_buckets: Mutex::new(HashMap::new()),
+            post_limits: crate::rate::Limits::new(config.max_fps),
+            sessions: tokio_util::task::TaskTracker::new(),
             outlet: Default::default(),
             config,
         }
@@ -278,7 +305,13 @@ impl Hub {
 
     /// Registers (or re-registers) a training and applies the registration.
     /// Returns the id and the state's `last_seq`, and the receipt of the write.
-    pub fn register(&self, req: RegisterRequest) -> Result<Ingested, Rejection> {
+    /// A training with a run key is found again only by that key; an id alone
+    /// reaches only a training without one (the ancestor's, which has no secret).
+    pub fn register(
+        &self,
+        req: RegisterRequest,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<Ingested, Rejection> {
         let now = now_ms();
         let mut inner = self.lock();
         let run_key = req
@@ -328,12 +361,13 @@ impl Hub {
             seq: req.seq,
             action: Action::Register(register),
         };
+        check_window(&training.state, &frame)?;
         let before = training.state.status();
         let applied = training.state.apply(&frame).map_err(apply_error)?;
-        training.updated_ms = now;
+        training.heard(now);
         self.broadcast(training, &frame);
         self.outlet.saw(training, before, &frame.action);
-        let receipt = Some(self.store.save_training(training.stored()));
+        let receipt = Some(self.store.save_training(training.stored(), Some(permit)));
         training.dirty = false;
         let last_seq = training.state.last_seq();
         drop(inner);
@@ -383,49 +417,68 @@ impl Hub {
                 tx,
                 created_ms: now,
                 updated_ms: now,
+                last_heard: Instant::now(),
                 consumers: 0,
+                producers: 0,
+                version: 0,
                 dirty: true,
             },
         );
-        tracing::info!(id, run_key, "training created");
+        tracing::info!(id, "training created");
         Ok(id)
     }
 
-    /// Drops the oldest trainings until at most `keep` are left: finished and
-    /// stalled ones first, then the others, never one with consumers attached.
+    /// Drops the least recently heard trainings until at most `keep` are left:
+    /// only finished or stalled ones with no producer and no consumer attached,
+    /// so a flood of registrations never evicts a running training.
     fn retain(&self, inner: &mut Inner, keep: usize) {
         if inner.trainings.len() <= keep {
             return;
         }
-        let mut candidates: Vec<(bool, u64, u32)> = inner
+        let mut candidates: Vec<(Instant, u32)> = inner
             .trainings
             .values()
-            .filter(|t| t.consumers == 0)
-            .map(|t| {
-                let active =
-                    !(t.state.status().is_finished() || t.state.status() == Status::Stalled);
-                (active, t.updated_ms, t.id)
-            })
+            .filter(|t| t.consumers == 0 && t.producers == 0)
+            .filter(|t| t.state.status().is_finished() || t.state.status() == Status::Stalled)
+            .map(|t| (t.last_heard, t.id))
             .collect();
         candidates.sort();
         let excess = inner.trainings.len() - keep;
-        for (_, _, id) in candidates.into_iter().take(excess) {
+        for (_, id) in candidates.into_iter().take(excess) {
             if let Some(t) = inner.trainings.remove(&id) {
                 inner.by_key.retain(|_, v| *v != id);
                 drop(self.store.delete(id));
-                tracing::info!(id, name = %t.state.name(), "training dropped (--keep-trainings)");
+                tracing::info!(id, name = ?t.state.name(), "training dropped (--keep-trainings)");
             }
         }
     }
 
+    /// Counts a producer connection that registered `id`, until [`Hub::detach_producer`].
+    pub fn attach_producer(&self, id: u32) {
+        if let Some(t) = self.lock().trainings.get_mut(&id) {
+            t.producers += 1;
+        }
+    }
+
+    /// Releases what [`Hub::attach_producer`] counted.
+    pub fn detach_producer(&self, id: u32) {
+        if let Some(t) = self.lock().trainings.get_mut(&id) {
+            t.producers = t.producers.saturating_sub(1);
+        }
+    }
+
     /// Applies one producer frame (not a registration) to its training.
-    /// With `create_unknown` (the legacy path) an unknown id makes a new training.
-    pub fn apply(&self, frame: &Frame, create_unknown: bool) -> Result<Ingested, Rejection> {
+    pub fn apply(
+        &self,
+        frame: &Frame,
+        writer: Writer,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<Ingested, Rejection> {
         let now = now_ms();
         let mut inner = self.lock();
         let id = frame.training_id;
         if !inner.trainings.contains_key(&id) {
-            if !create_unknown || id == 0 {
+            if !writer.create_unknown || id == 0 {
                 return Err(Rejection::new(
                     Reason::UnknownTraining,
                     format!("training {id} is not known: register it first"),
@@ -448,19 +501,29 @@ impl Hub {
             .trainings
             .get_mut(&id)
             .ok_or_else(|| Rejection::new(Reason::UnknownTraining, "training was dropped"))?;
+        if !writer.owns && !training.run_key.is_empty() {
+            return Err(Rejection::new(
+                Reason::Forbidden,
+                format!(
+                    "training {id} belongs to another producer: register it with its run key first"
+                ),
+            ));
+        }
+        check_window(&training.state, frame)?;
         let before = training.state.status();
         let applied = training.state.apply(frame).map_err(apply_error)?;
         let last_seq = training.state.last_seq();
         if applied == Applied::Duplicate {
             self.metrics.duplicates.fetch_add(1, Ordering::Relaxed);
+            // Its first copy may still be on its way to disk (or retried): ack after it.
             return Ok(Ingested {
                 training_id: id,
                 applied,
                 last_seq,
-                receipt: None,
+                receipt: Some(self.store.barrier(Some(permit))),
             });
         }
-        training.updated_ms = now;
+        training.heard(now);
         self.broadcast(training, frame);
         self.outlet.saw(training, before, &frame.action);
         let receipt = match &frame.action {
@@ -474,11 +537,12 @@ impl Hub {
                         duration_ms: s.duration_ms,
                         values: s.values.to_vec(),
                     },
+                    Some(permit),
                 ))
             }
             Action::Finished(_) | Action::Register(_) => {
                 training.dirty = false;
-                Some(self.store.save_training(training.stored()))
+                Some(self.store.save_training(training.stored(), Some(permit)))
             }
             _ => {
                 training.dirty = true;
@@ -494,16 +558,22 @@ impl Hub {
     }
 
     /// Applies one legacy message for training `id` (the frames it becomes).
-    pub fn apply_legacy(&self, id: u32, msg: &LegacyMessage) -> Result<Ingested, Rejection> {
+    /// The ancestor's producers have no secret: they reach only trainings without a run key.
+    pub async fn apply_legacy(&self, id: u32, msg: &LegacyMessage) -> Result<Ingested, Rejection> {
         let frames = {
             let inner = self.lock();
             let empty = TrainingState::new();
             let state = inner.trainings.get(&id).map_or(&empty, |t| &t.state);
             msg.to_frames(id, state)
         };
+        let writer = Writer {
+            owns: false,
+            create_unknown: true,
+        };
         let mut last = None;
         for frame in &frames {
-            last = Some(self.apply(frame, true)?);
+            let permit = self.store.permit().await;
+            last = Some(self.apply(frame, writer, permit)?);
         }
         last.ok_or_else(|| Rejection::new(Reason::BadRequest, "message carries nothing"))
     }
@@ -517,13 +587,17 @@ impl Hub {
                 return;
             }
         };
-        let mut buf = [0u8; MAX_LEGACY_JSON_LEN];
-        let legacy = json::encode(frame, &training.state, &mut buf)
-            .ok()
-            .map(str::to_owned);
+        // Legacy JSON is made only while a legacy consumer listens.
+        let legacy = (self.legacy_tx.receiver_count() > 0)
+            .then(|| {
+                let mut buf = [0u8; MAX_LEGACY_JSON_LEN];
+                json::encode(frame, &training.state, &mut buf)
+                    .ok()
+                    .map(str::to_owned)
+            })
+            .flatten();
         let verbose_only = matches!(frame.action, Action::Log(_) | Action::Register(_));
         let event = Arc::new(Event {
-            training_id: training.id,
             bin,
             legacy,
             verbose_only,
@@ -652,50 +726,63 @@ impl Hub {
     /// Marks trainings silent for longer than `--stall-after` as stalled, and
     /// persists states whose progress changed. Called about once a second.
     pub fn tick(&self) {
-        let now = now_ms();
-        let stall_ms = self.config.stall_after.as_millis() as u64;
+        let stall_after = self.config.stall_after;
         let mut inner = self.lock();
         for training in inner.trainings.values_mut() {
             let status = training.state.status();
-            let silent = now.saturating_sub(training.updated_ms);
-            if matches!(status, Status::Running | Status::Waiting) && silent > stall_ms {
+            let silent = training.last_heard.elapsed();
+            if matches!(status, Status::Running | Status::Waiting) && silent > stall_after {
                 let frame = Frame {
                     training_id: training.id,
                     seq: 0,
                     action: Action::Stalled,
                 };
                 if training.state.apply(&frame) == Ok(Applied::Changed) {
-                    tracing::info!(id = training.id, silent_ms = silent, "training stalled");
+                    tracing::info!(
+                        id = training.id,
+                        silent_ms = silent.as_millis() as u64,
+                        "training stalled"
+                    );
                     self.broadcast(training, &frame);
+                    training.version += 1;
                     self.outlet.saw(training, status, &frame.action);
                     training.dirty = true;
                 }
             }
+            // A full queue (a failing database) keeps it dirty for a later tick.
             if training.dirty {
-                training.dirty = false;
-                drop(self.store.save_training(training.stored()));
+                if let Some(permit) = self.store.try_permit() {
+                    training.dirty = false;
+                    drop(self.store.save_training(training.stored(), Some(permit)));
+                }
             }
         }
     }
 
-    /// A copy of every training's listing data.
-    pub fn list(&self) -> Vec<(u32, String, TrainingState, u64)> {
+    /// A copy of every training's listing data: (id, state, updated_ms). The run
+    /// key proves ownership, so it is never shown.
+    pub fn list(&self) -> Vec<(u32, TrainingState, u64)> {
         let inner = self.lock();
         let mut out: Vec<_> = inner
             .trainings
             .values()
-            .map(|t| (t.id, t.run_key.clone(), t.state.clone(), t.updated_ms))
+            .map(|t| (t.id, t.state.clone(), t.updated_ms))
             .collect();
         out.sort_by_key(|t| t.0);
         out
     }
 
-    /// A copy of one training's state.
-    pub fn get(&self, id: u32) -> Option<(String, TrainingState, u64)> {
+    /// A copy of one training's state, its `updated_ms` and its version.
+    pub fn get(&self, id: u32) -> Option<(TrainingState, u64, u64)> {
         self.lock()
             .trainings
             .get(&id)
-            .map(|t| (t.run_key.clone(), t.state.clone(), t.updated_ms))
+            .map(|t| (t.state.clone(), t.updated_ms, t.version))
+    }
+
+    /// The training registered with `run_key`.
+    pub fn find_by_key(&self, run_key: &str) -> Option<u32> {
+        self.lock().by_key.get(run_key).copied()
     }
 
     /// How many trainings are held.
@@ -709,10 +796,46 @@ impl Hub {
         for training in inner.trainings.values_mut() {
             if training.dirty {
                 training.dirty = false;
-                drop(self.store.save_training(training.stored()));
+                drop(self.store.save_training(training.stored(), None));
             }
         }
     }
+}
+
+impl Training {
+    /// Notes a frame from a producer.
+    fn heard(&mut self, now_ms: u64) {
+        self.updated_ms = now_ms;
+        self.last_heard = Instant::now();
+        self.version += 1;
+    }
+}
+
+/// Waits for a write to be committed; its failure is a `storage` refusal.
+pub async fn durable(receipt: Option<Receipt>) -> Result<(), Rejection> {
+    let Some(receipt) = receipt else {
+        return Ok(());
+    };
+    match receipt.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Rejection::new(Reason::Storage, e.to_string())),
+        Err(_) => Err(Rejection::new(Reason::Storage, "the store has stopped")),
+    }
+}
+
+/// Refuses a seq more than [`SEQ_WINDOW`] ahead of the training's.
+fn check_window(state: &TrainingState, frame: &Frame) -> Result<(), Rejection> {
+    if frame.seq > state.last_seq().saturating_add(SEQ_WINDOW) {
+        return Err(Rejection::new(
+            Reason::BadRequest,
+            format!(
+                "seq {} jumps more than {SEQ_WINDOW} past the training's {}",
+                frame.seq,
+                state.last_seq()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// What the ancestor's server sent a watch that connected before any training.

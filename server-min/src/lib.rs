@@ -29,48 +29,46 @@
 pub mod config;
 mod demo;
 pub mod error;
-pub mod face;
-pub mod http;
-pub mod hub;
-pub mod mqtt;
-pub mod notify;
+mod face;
+mod guard;
+mod http;
+mod hub;
+mod mqtt;
+mod notify;
+mod rate;
+mod serve;
 pub mod store;
-pub mod tls;
-pub mod ws;
+mod tls;
+mod ws;
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 pub use config::Config;
 pub use error::{Reason, Rejection, RelayError};
-pub use http::router;
-pub use hub::Hub;
+use http::router;
+use hub::Hub;
 
 /// Serves the relay on `listener` until `shutdown` completes, then closes
-/// every connection, writes what is pending to the database and returns.
+/// every connection (requests still open get a short grace period),
+/// writes what is pending to the database, checkpoints it and returns.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RelayError> {
+    let config = config.checked().map_err(RelayError::Config)?;
     let outbound = notify::Plan::from_config(&config)?;
-    let opened = store::Store::open(&config.db)?;
+    let opened = store::Store::open(&config.db, config.history_epochs)?;
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
-        (None, None) => None,
-        _ => {
-            return Err(RelayError::Tls(
-                "--tls-cert and --tls-key go together".into(),
-            ))
-        }
+        _ => None,
     };
     tracing::info!(
-        db = %config.db.display(),
+        db = ?config.db.display(),
         trainings = opened.trainings.len(),
         unreadable = opened.unreadable.len(),
         tls = tls.is_some(),
@@ -81,7 +79,7 @@ pub async fn run(
         config,
         opened.store,
         opened.trainings,
-        &opened.unreadable,
+        opened.max_id,
     ));
     let outbound = outbound.start(&hub, listening, tls.is_some())?;
     let tick_every =
@@ -100,7 +98,6 @@ pub async fn run(
         .config
         .demo
         .then(|| tokio::spawn(demo::run(hub.clone())));
-    let app = router(hub.clone());
     let signal = {
         let hub = hub.clone();
         async move {
@@ -109,44 +106,31 @@ pub async fn run(
             hub.begin_shutdown();
         }
     };
-    let served = match tls {
-        Some(acceptor) => {
-            let listener = tls::TlsListener::new(listener, acceptor)?;
-            axum::serve(listener, app)
-                .with_graceful_shutdown(signal)
-                .await
-        }
-        None => {
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            axum::serve(listener, app)
-                .with_graceful_shutdown(signal)
-                .await
-        }
-    };
-    // Whatever ended serving, connections are told to close.
+    serve::serve(listener, tls, router(hub.clone()), &hub.config, signal).await;
+    // Whatever ended serving, sessions are told to close; they get a moment for
+    // their close frames.
     hub.begin_shutdown();
     ticker.abort();
     if let Some(demo) = demo {
         demo.abort();
     }
     outbound.stop().await;
-    // Give WebSocket sessions a moment to send their close frames.
-    let m = &hub.metrics;
-    for _ in 0..100 {
-        let open = m.producers.load(Ordering::Relaxed)
-            + m.legacy_producers.load(Ordering::Relaxed)
-            + m.consumers.load(Ordering::Relaxed)
-            + m.legacy_consumers.load(Ordering::Relaxed);
-        if open <= 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    hub.sessions.close();
+    if tokio::time::timeout(serve::SHUTDOWN_GRACE, hub.sessions.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("WebSocket sessions still open after the grace period");
     }
     hub.flush();
-    hub.store.sync().await;
-    served?;
+    hub.store.close();
+    let thread = opened.thread;
+    if tokio::task::spawn_blocking(move || thread.join())
+        .await
+        .map_or(true, |joined| joined.is_err())
+    {
+        tracing::error!("the store thread failed");
+    }
     tracing::info!("relay stopped");
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `watchtrain-relay`: parses flags, sets up logs, binds, prints the URLs, runs.
 
+use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 
@@ -16,6 +17,11 @@ async fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, never in journald or a file (NO_COLOR too).
+        .with_ansi(
+            std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        )
         .init();
     let listener = match TcpListener::bind(config.listen_addr()).await {
         Ok(listener) => listener,
@@ -38,7 +44,13 @@ async fn main() -> ExitCode {
     match run(listener, config, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("watchtrain-relay: {e}");
+            let mut message = format!("watchtrain-relay: {e}");
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                message.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            eprintln!("{message}");
             ExitCode::FAILURE
         }
     }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use percent_encoding::percent_decode_str;
 use rumqttc::{
-    AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
+    AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
 };
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, watch};
@@ -198,21 +198,31 @@ pub fn start(broker: Broker, hub: Arc<Hub>, dashboard: String) -> Result<Bridge,
         async move {
             let mut wait = Duration::from_millis(250);
             let mut connects = 0u64;
+            let mut closing = false;
+            let mut outage = false;
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         tracing::info!("MQTT broker connected");
                         counters.mqtt_connected.store(1, Ordering::Relaxed);
+                        outage = false;
                         wait = Duration::from_millis(250);
                         connects += 1;
                         connected_tx.send_replace(connects);
                     }
+                    // Our own goodbye (`Bridge::stop`): the broker closing next is no outage.
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) => closing = true,
                     Ok(_) => {}
+                    Err(_) if closing => {
+                        counters.mqtt_connected.store(0, Ordering::Relaxed);
+                        return;
+                    }
                     Err(e) => {
-                        if counters.mqtt_connected.swap(0, Ordering::Relaxed) == 1 || connects == 0
-                        {
+                        // Said once per outage; the retries that follow are quiet.
+                        if !std::mem::replace(&mut outage, true) {
                             tracing::warn!(error = %e, "MQTT broker unreachable; retrying");
                         }
+                        counters.mqtt_connected.store(0, Ordering::Relaxed);
                         tokio::time::sleep(wait).await;
                         wait = (wait * 2).min(MAX_RECONNECT_WAIT);
                     }
@@ -277,16 +287,7 @@ async fn publish(
     mut connected: watch::Receiver<u64>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    // What the relay holds already (restored from its database).
-    for (id, _, state, updated_ms) in p.hub.list() {
-        p.update(&Change {
-            id,
-            created_ms: 0,
-            updated_ms,
-            state,
-            event: None,
-        });
-    }
+    // What the relay holds already goes out with every connect (`Publisher::connected`).
     let mut tick = tokio::time::interval(STATE_EVERY / 4);
     loop {
         tokio::select! {
@@ -302,14 +303,14 @@ async fn publish(
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     p.counters.lagged.fetch_add(n, Ordering::Relaxed);
                     // Catch up from the hub's current states instead.
-                    for (id, _, state, updated_ms) in p.hub.list() {
-                        p.update(&Change { id, created_ms: 0, updated_ms, state, event: None });
+                    for (id, state, updated_ms) in p.hub.list() {
+                        p.update(&Change::current(id, updated_ms, state));
                     }
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
             Ok(()) = connected.changed() => p.connected(),
-            _ = tick.tick() => p.flush(false),
+            _ = tick.tick() => p.flush(),
             _ = stopped.changed() => {
                 p.send(p.broker.status_topic(), true, "offline".into());
                 let _ = p.client.disconnect().await;
@@ -333,15 +334,20 @@ impl Publisher {
         };
     }
 
-    /// After each connect: online, then every config and state again (retained).
+    /// After each connect: online, then every config and state again (retained),
+    /// for the trainings the relay holds now.
     fn connected(&mut self) {
         self.send(self.broker.status_topic(), true, "online".into());
+        let held = self.hub.list();
+        self.trainings
+            .retain(|id, _| held.iter().any(|(held_id, ..)| held_id == id));
         for seen in self.trainings.values_mut() {
             seen.announced = false;
-            seen.pending = true;
-            seen.sent_at = None;
         }
-        self.flush(true);
+        for (id, state, updated_ms) in held {
+            self.update(&Change::current(id, updated_ms, state));
+            self.flush_one(id);
+        }
     }
 
     /// Takes a training's new state; publishes it now if its status changed.
@@ -371,35 +377,16 @@ impl Publisher {
         }
     }
 
-    /// Publishes the pending states whose last publish is old enough (all with `now`).
-    fn flush(&mut self, now: bool) {
-        let ids: Vec<u32> = self
+    /// Publishes the pending states whose last publish is old enough.
+    fn flush(&mut self) {
+        let due: Vec<u32> = self
             .trainings
             .iter()
-            .filter(|(_, s)| {
-                s.pending && (now || s.sent_at.is_none_or(|t| t.elapsed() >= STATE_EVERY))
-            })
+            .filter(|(_, s)| s.pending && s.sent_at.is_none_or(|t| t.elapsed() >= STATE_EVERY))
             .map(|(id, _)| *id)
             .collect();
-        for id in ids {
+        for id in due {
             self.flush_one(id);
-        }
-        if now {
-            // Configs of trainings not announced on this connection yet.
-            let list = self.hub.list();
-            for (id, _, state, updated_ms) in list {
-                if self.trainings.get(&id).is_some_and(|s| !s.announced) {
-                    let change = Change {
-                        id,
-                        created_ms: 0,
-                        updated_ms,
-                        state,
-                        event: None,
-                    };
-                    self.update(&change);
-                    self.flush_one(id);
-                }
-            }
         }
     }
 

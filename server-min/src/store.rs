@@ -1,12 +1,18 @@
 //! SQLite persistence on its own thread: trainings (with their latest state)
-//! and every stats frame. Writers get a receipt they can await before acking.
+//! and one stats row per epoch. Writers get a receipt they can await before
+//! acking; a write that fails (a locked database, a full disk) is kept and
+//! retried, never answered "done" before it is committed. The queue is bounded
+//! by permits that producers take before they queue a write.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 use std::thread;
+use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection, OptionalExtension};
-use tokio::sync::oneshot;
+use rusqlite::{params, Connection};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use watchtrain_protocol::{Action, Frame, TrainingState};
 
 /// A training as stored.
@@ -35,6 +41,19 @@ pub struct StatsRow {
     pub values: Vec<f32>,
 }
 
+/// Writes queued at most (each holds a permit); past it producers wait.
+pub const QUEUE_PERMITS: usize = 1024;
+/// How long SQLite waits for another process's lock before the write is retried.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(1);
+/// Pause between two tries of a failed write, doubling up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+/// Longest pause between two tries.
+const RETRY_MAX: Duration = Duration::from_secs(2);
+/// After shutdown, how long a failing write is still retried before it is given up.
+const RETRY_AT_CLOSE: Duration = Duration::from_secs(5);
+/// Stats rows of a training per read: `history.csv` streams them a page at a time.
+pub const HISTORY_PAGE: usize = 1000;
+
 /// A write for the store thread.
 enum Op {
     /// Insert or update a training and its state.
@@ -47,51 +66,112 @@ enum Op {
     },
     /// Forget a training and its stats.
     Delete(u32),
-    /// Read the stats rows of a training.
-    History(u32, oneshot::Sender<Vec<StatsRow>>),
+    /// Read a page of a training's stats rows: epochs after `after`.
+    History {
+        id: u32,
+        after: Option<u32>,
+        /// Filled by each try; sent once the batch commits.
+        rows: Vec<StatsRow>,
+        reply: Option<oneshot::Sender<Vec<StatsRow>>>,
+    },
     /// Nothing: answered once everything before it is written.
     Sync,
+    /// Write what is queued before it, checkpoint the WAL, end the thread.
+    Close,
 }
 
-/// A persistence error, with a reason for people.
+/// A persistence error.
 #[derive(Debug)]
-pub struct StoreError(pub String);
+pub enum StoreError {
+    /// SQLite refused (open, schema, integrity, read, write).
+    Sqlite(rusqlite::Error),
+    /// The database's directory could not be made, or the thread started.
+    Io(std::io::Error),
+    /// `PRAGMA quick_check` found damage: restore a backup or move the file away.
+    Corrupt(String),
+    /// The database's layout is newer than this relay knows (a newer relay wrote it).
+    Newer {
+        /// Its layout version.
+        version: usize,
+        /// The newest this relay knows.
+        known: usize,
+    },
+    /// The store thread has stopped (the relay is shutting down).
+    Stopped,
+    /// The write was given up at shutdown while the database still failed.
+    GaveUp(String),
+}
 
 impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "store: {}", self.0)
+        match self {
+            StoreError::Sqlite(_) => write!(f, "sqlite failed"),
+            StoreError::Io(_) => write!(f, "cannot prepare the database"),
+            StoreError::Corrupt(report) => write!(
+                f,
+                "the database is damaged (quick_check: {report}); restore a backup or move it away"
+            ),
+            StoreError::Newer { version, known } => write!(
+                f,
+                "the database has layout version {version}, written by a newer relay; this one knows up to {known}"
+            ),
+            StoreError::Stopped => write!(f, "the store has stopped"),
+            StoreError::GaveUp(e) => write!(f, "write given up at shutdown: {e}"),
+        }
     }
 }
 
-impl std::error::Error for StoreError {}
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Sqlite(e) => Some(e),
+            StoreError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError(e.to_string())
+        StoreError::Sqlite(e)
     }
 }
 
 /// Awaited by a writer that must not ack before its write is on disk.
-pub type Receipt = oneshot::Receiver<Result<(), String>>;
+pub type Receipt = oneshot::Receiver<Result<(), StoreError>>;
 
-/// The handle to the store thread. Dropping every handle ends the thread
-/// after it has written everything queued.
+/// The health of the store, shared with the thread.
+#[derive(Default)]
+struct Health {
+    /// True while the last write attempt failed.
+    failing: AtomicBool,
+    /// Write attempts that failed (each retry counts).
+    failures: AtomicU64,
+}
+
+/// The handle to the store thread.
 #[derive(Clone)]
 pub struct Store {
     /// Queue of writes (and reads) for the thread, in order.
     tx: std_mpsc::Sender<Queued>,
+    /// Bounds the queue: a producer's write holds one until it is done.
+    permits: Arc<Semaphore>,
+    /// Whether writes currently fail, for `/healthz` and `/metrics`.
+    health: Arc<Health>,
 }
 
 /// What `Store::open` loaded, and the thread to join at shutdown.
 pub struct Opened {
     /// The handle.
     pub store: Store,
-    /// Every stored training.
+    /// Every stored training that could be read.
     pub trainings: Vec<StoredTraining>,
     /// Ids of stored trainings whose state could not be read: logged, copied to
     /// the `unreadable` table, left in place, and never given to a new training.
     pub unreadable: Vec<u32>,
-    /// The store thread, which ends when every `Store` is dropped.
+    /// The highest training id in the database, readable or not: never handed out again.
+    pub max_id: u32,
+    /// The store thread, which ends after [`Store::close`] or when every `Store` is dropped.
     pub thread: thread::JoinHandle<()>,
 }
 
@@ -113,7 +193,10 @@ const SCHEMA: &str = "
         duration_ms INTEGER NOT NULL,
         vals BLOB NOT NULL
     );
-    CREATE INDEX IF NOT EXISTS stats_by_training ON stats(training_id, epoch);
+    -- One row per epoch (the last received wins); older databases kept every resend.
+    DELETE FROM stats WHERE rowid NOT IN (SELECT max(rowid) FROM stats GROUP BY training_id, epoch);
+    DROP INDEX IF EXISTS stats_by_training;
+    CREATE UNIQUE INDEX IF NOT EXISTS stats_epoch ON stats(training_id, epoch);
 ";
 
 /// The layout changes since [`SCHEMA`], in order: `PRAGMA user_version` counts
@@ -142,10 +225,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let version = usize::try_from(version).unwrap_or(usize::MAX);
     if version > MIGRATIONS.len() {
-        return Err(StoreError(format!(
-            "the database has layout version {version}, written by a newer relay; this one knows up to {}",
-            MIGRATIONS.len()
-        )));
+        return Err(StoreError::Newer {
+            version,
+            known: MIGRATIONS.len(),
+        });
     }
     for (done, step) in MIGRATIONS.iter().enumerate().skip(version) {
         let tx = conn.transaction()?;
@@ -157,65 +240,152 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 impl Store {
-    /// Opens (or creates) the database at `path` (`:memory:` for none) and loads every training.
-    pub fn open(path: &Path) -> Result<Opened, StoreError> {
+    /// Opens (or creates) the database at `path` (`:memory:` for none), checks it,
+    /// and loads every training. `history_epochs` caps the stats rows per training.
+    pub fn open(path: &Path, history_epochs: usize) -> Result<Opened, StoreError> {
         let conn = if path.as_os_str() == ":memory:" {
             Connection::open_in_memory()?
         } else {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
+                std::fs::create_dir_all(dir).map_err(StoreError::Io)?;
             }
             Connection::open(path)?
         };
         let mut conn = conn;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+        if check != "ok" {
+            return Err(StoreError::Corrupt(check));
+        }
         conn.execute_batch(SCHEMA)?;
         migrate(&mut conn)?;
         let (trainings, unreadable) = load(&conn)?;
+        let max_id: u32 = conn.query_row(
+            "SELECT max(coalesce((SELECT max(id) FROM trainings), 0),
+                        coalesce((SELECT max(training_id) FROM stats), 0))",
+            [],
+            |r| r.get(0),
+        )?;
         let (tx, rx) = std_mpsc::channel();
+        let health = Arc::new(Health::default());
         let thread = thread::Builder::new()
             .name("watchtrain-store".into())
-            .spawn(move || serve(conn, rx))
-            .map_err(|e| StoreError(e.to_string()))?;
+            .spawn({
+                let health = health.clone();
+                let cap = i64::try_from(history_epochs).unwrap_or(i64::MAX);
+                move || serve(conn, rx, &health, cap)
+            })
+            .map_err(StoreError::Io)?;
         Ok(Opened {
-            store: Store { tx },
+            store: Store {
+                tx,
+                permits: Arc::new(Semaphore::new(QUEUE_PERMITS)),
+                health,
+            },
             trainings,
             unreadable,
+            max_id,
             thread,
         })
     }
 
-    fn send(&self, op: Op) -> Receipt {
+    fn send(&self, op: Op, permit: Option<OwnedSemaphorePermit>) -> Receipt {
         let (tx, rx) = oneshot::channel();
-        if let Err(e) = self.tx.send((op, Some(tx))) {
+        if let Err(e) = self.tx.send(Queued {
+            op,
+            reply: Some(tx),
+            _permit: permit,
+        }) {
             // The thread is gone: answer with the error right away.
-            if let Some(reply) = e.0 .1 {
-                let _ = reply.send(Err("store thread stopped".into()));
+            if let Some(reply) = e.0.reply {
+                let _ = reply.send(Err(StoreError::Stopped));
             }
         }
         rx
     }
 
+    /// A place in the write queue, waited for when the queue is full (back-pressure
+    /// on producers while the database is slow or failing).
+    pub async fn permit(&self) -> OwnedSemaphorePermit {
+        self.permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the store's semaphore is never closed")
+    }
+
+    /// A place in the write queue if one is free now (for background saves).
+    pub fn try_permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_owned().ok()
+    }
+
+    /// True while writes fail (they are being retried).
+    pub fn failing(&self) -> bool {
+        self.health.failing.load(Ordering::Relaxed)
+    }
+
+    /// Failed write attempts since start.
+    pub fn failures(&self) -> u64 {
+        self.health.failures.load(Ordering::Relaxed)
+    }
+
     /// Saves a training's row and state.
-    pub fn save_training(&self, training: StoredTraining) -> Receipt {
-        self.send(Op::Training(training))
+    pub fn save_training(
+        &self,
+        training: StoredTraining,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Receipt {
+        self.send(Op::Training(training), permit)
     }
 
     /// Saves a stats frame and the training's state after it.
-    pub fn save_stats(&self, training: StoredTraining, seq: u32, row: StatsRow) -> Receipt {
-        self.send(Op::Stats { training, seq, row })
+    pub fn save_stats(
+        &self,
+        training: StoredTraining,
+        seq: u32,
+        row: StatsRow,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Receipt {
+        self.send(Op::Stats { training, seq, row }, permit)
     }
 
     /// Deletes a training and its stats.
     pub fn delete(&self, id: u32) -> Receipt {
-        self.send(Op::Delete(id))
+        self.send(Op::Delete(id), None)
     }
 
-    /// Every stats row of a training, one per epoch (the last received wins), in epoch order.
-    pub async fn history(&self, id: u32) -> Vec<StatsRow> {
-        let (tx, rx) = oneshot::channel();
-        let _ = self.tx.send((Op::History(id, tx), None));
-        rx.await.unwrap_or_default()
+    /// Answered once every write queued before it is committed: what a
+    /// duplicate frame waits for before it is acknowledged.
+    pub fn barrier(&self, permit: Option<OwnedSemaphorePermit>) -> Receipt {
+        self.send(Op::Sync, permit)
+    }
+
+    /// Up to [`HISTORY_PAGE`] stats rows of a training with an epoch after
+    /// `after`, in epoch order. Waits behind queued writes.
+    pub async fn history_page(
+        &self,
+        id: u32,
+        after: Option<u32>,
+    ) -> Result<Vec<StatsRow>, StoreError> {
+        let (reply, rows) = oneshot::channel();
+        let op = Op::History {
+            id,
+            after,
+            rows: Vec::new(),
+            reply: Some(reply),
+        };
+        let _ = self.tx.send(Queued {
+            op,
+            reply: None,
+            _permit: None,
+        });
+        rows.await.map_err(|_| StoreError::Stopped)
+    }
+
+    /// Writes what is queued, checkpoints the WAL (so the database file alone holds
+    /// everything) and ends the thread; join `Opened::thread` after it.
+    pub fn close(&self) {
+        drop(self.send(Op::Close, None));
     }
 }
 
@@ -289,109 +459,136 @@ fn write_training(tx: &rusqlite::Transaction, t: &StoredTraining) -> rusqlite::R
     Ok(())
 }
 
-fn apply(tx: &rusqlite::Transaction, op: Op) -> rusqlite::Result<()> {
+/// Runs one op inside the batch's transaction.
+fn apply(tx: &rusqlite::Transaction, op: &mut Op, cap: i64) -> rusqlite::Result<()> {
     match op {
-        Op::Training(t) => write_training(tx, &t),
+        Op::Training(t) => write_training(tx, t),
         Op::Stats { training, seq, row } => {
-            write_training(tx, &training)?;
+            write_training(tx, training)?;
             let vals: Vec<u8> = row.values.iter().flat_map(|v| v.to_le_bytes()).collect();
             tx.execute(
-                "INSERT INTO stats (training_id, seq, epoch, duration_ms, vals) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![training.id, seq, row.epoch, row.duration_ms, vals],
+                "INSERT INTO stats (training_id, seq, epoch, duration_ms, vals) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(training_id, epoch) DO UPDATE SET seq = ?2, duration_ms = ?4, vals = ?5",
+                params![training.id, *seq, row.epoch, row.duration_ms, vals],
+            )?;
+            // Keep the latest `cap` epochs.
+            tx.execute(
+                "DELETE FROM stats WHERE training_id = ?1 AND epoch < (
+                     SELECT epoch FROM stats WHERE training_id = ?1 ORDER BY epoch DESC LIMIT 1 OFFSET ?2)",
+                params![training.id, cap - 1],
             )?;
             Ok(())
         }
         Op::Delete(id) => {
-            tx.execute("DELETE FROM stats WHERE training_id = ?1", params![id])?;
-            tx.execute("DELETE FROM trainings WHERE id = ?1", params![id])?;
+            tx.execute("DELETE FROM stats WHERE training_id = ?1", params![*id])?;
+            tx.execute("DELETE FROM trainings WHERE id = ?1", params![*id])?;
             Ok(())
         }
-        Op::History(id, reply) => {
-            let _ = reply.send(history(tx, id).unwrap_or_default());
+        Op::History {
+            id, after, rows, ..
+        } => {
+            *rows = history(tx, *id, *after)?;
             Ok(())
         }
-        Op::Sync => Ok(()),
+        Op::Sync | Op::Close => Ok(()),
     }
 }
 
-fn history(conn: &Connection, id: u32) -> rusqlite::Result<Vec<StatsRow>> {
-    let mut stmt = conn.prepare(
-        "SELECT epoch, duration_ms, vals FROM stats WHERE training_id = ?1 ORDER BY epoch, rowid",
+fn history(conn: &Connection, id: u32, after: Option<u32>) -> rusqlite::Result<Vec<StatsRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT epoch, duration_ms, vals FROM stats WHERE training_id = ?1 AND epoch > ?2
+         ORDER BY epoch LIMIT ?3",
     )?;
-    let mut out: Vec<StatsRow> = Vec::new();
-    for row in stmt.query_map(params![id], |row| {
-        Ok((
-            row.get::<_, u32>(0)?,
-            row.get::<_, u32>(1)?,
-            row.get::<_, Vec<u8>>(2)?,
-        ))
-    })? {
-        let (epoch, duration_ms, vals) = row?;
-        let values = vals
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        let row = StatsRow {
-            epoch,
-            duration_ms,
-            values,
-        };
-        match out.last_mut() {
-            Some(last) if last.epoch == epoch => *last = row,
-            _ => out.push(row),
-        }
-    }
-    Ok(out)
+    let after = after.map_or(-1, i64::from);
+    let rows = stmt.query_map(params![id, after, HISTORY_PAGE as i64], |row| {
+        let vals: Vec<u8> = row.get(2)?;
+        Ok(StatsRow {
+            epoch: row.get(0)?,
+            duration_ms: row.get(1)?,
+            values: vals
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        })
+    })?;
+    rows.collect()
 }
 
-type Queued = (Op, Option<oneshot::Sender<Result<(), String>>>);
+/// One queued op, who waits for it, and its place in the queue.
+struct Queued {
+    /// What to do.
+    op: Op,
+    /// Told once the op is committed (or given up).
+    reply: Option<oneshot::Sender<Result<(), StoreError>>>,
+    /// Released when the op is done, freeing a place for the next write.
+    _permit: Option<OwnedSemaphorePermit>,
+}
 
-/// The store thread: takes every queued op, writes them in one transaction, then answers.
-fn serve(mut conn: Connection, rx: std_mpsc::Receiver<Queued>) {
-    while let Ok(first) = rx.recv() {
+/// Writes a batch in one transaction.
+fn write_batch(conn: &mut Connection, batch: &mut [Queued], cap: i64) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for queued in batch.iter_mut() {
+        apply(&tx, &mut queued.op, cap)?;
+    }
+    tx.commit()
+}
+
+/// The store thread: takes every queued op, writes them in one transaction,
+/// retries the whole batch until it commits, then answers.
+fn serve(mut conn: Connection, rx: std_mpsc::Receiver<Queued>, health: &Health, cap: i64) {
+    let mut closing = false;
+    while !closing {
+        let Ok(first) = rx.recv() else { break };
         let mut batch = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            batch.push(more);
-            if batch.len() >= 512 {
-                break;
+        while batch.len() < 512 {
+            match rx.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
             }
         }
-        let mut replies = Vec::with_capacity(batch.len());
-        let result = (|| -> rusqlite::Result<()> {
-            let tx = conn.transaction()?;
-            for (op, reply) in batch {
-                apply(&tx, op)?;
-                replies.extend(reply);
+        closing = batch.iter().any(|q| matches!(q.op, Op::Close));
+        let mut pause = RETRY_FIRST;
+        let mut gave_up_at: Option<Instant> = None;
+        let result = loop {
+            match write_batch(&mut conn, &mut batch, cap) {
+                Ok(()) => break Ok(()),
+                Err(e) => {
+                    health.failures.fetch_add(1, Ordering::Relaxed);
+                    if !health.failing.swap(true, Ordering::Relaxed) {
+                        tracing::error!(error = %e, "store write failed; retrying until it succeeds");
+                    }
+                    // Once the relay shuts down, a database that keeps failing is given up:
+                    // what was not written was not acknowledged either.
+                    if closing {
+                        let since = *gave_up_at.get_or_insert_with(Instant::now);
+                        if since.elapsed() > RETRY_AT_CLOSE {
+                            break Err(e.to_string());
+                        }
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(RETRY_MAX);
+                }
             }
-            tx.commit()
-        })();
+        };
+        if result.is_ok() && health.failing.swap(false, Ordering::Relaxed) {
+            tracing::info!("store writes succeed again");
+        }
         if let Err(e) = &result {
-            tracing::error!(error = %e, "store write failed");
+            tracing::error!(error = %e, ops = batch.len(), "store writes given up at shutdown");
         }
-        for reply in replies {
-            let _ = reply.send(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        for mut queued in batch {
+            if let (Ok(()), Op::History { rows, reply, .. }) = (&result, &mut queued.op) {
+                if let Some(reply) = reply.take() {
+                    let _ = reply.send(std::mem::take(rows));
+                }
+            }
+            if let Some(reply) = queued.reply {
+                let _ = reply.send(result.clone().map_err(StoreError::GaveUp));
+            }
         }
+    }
+    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+        tracing::warn!(error = %e, "WAL checkpoint at shutdown failed");
     }
     tracing::debug!("store thread done");
-}
-
-/// Reads a training row back (for tests and tools).
-pub fn read_training(path: &Path, id: u32) -> Result<Option<StoredTraining>, StoreError> {
-    let conn = Connection::open(path)?;
-    let found = conn
-        .query_row("SELECT id FROM trainings WHERE id = ?1", params![id], |r| {
-            r.get::<_, u32>(0)
-        })
-        .optional()?;
-    if found.is_none() {
-        return Ok(None);
-    }
-    Ok(load(&conn)?.0.into_iter().find(|t| t.id == id))
-}
-
-impl Store {
-    /// Waits until every write queued before this call is done.
-    pub async fn sync(&self) {
-        let _ = self.send(Op::Sync).await;
-    }
 }

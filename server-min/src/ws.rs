@@ -8,14 +8,17 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::broadcast::{
+    self,
+    error::{RecvError, TryRecvError},
+};
 use tokio::time::{interval, Instant, MissedTickBehavior};
 use watchtrain_protocol::json::{self, LegacyMessage};
 use watchtrain_protocol::{Ack, Action, Frame};
 
 use crate::error::{Reason, Rejection};
-use crate::hub::{Event, Gauge, Hub, RegisterRequest};
-use crate::store::Receipt;
+use crate::hub::{durable, Event, Gauge, Hub, Ingested, RegisterRequest, Writer};
+use crate::rate::Bucket;
 
 /// Close code: going away (the relay shuts down).
 const CLOSE_GOING_AWAY: u16 = 1001;
@@ -28,57 +31,6 @@ const SEND_BATCH: usize = 64;
 /// How often a producer's pending ack is sent.
 const ACK_EVERY: Duration = Duration::from_millis(250);
 
-/// A token bucket: `rate` frames a second, bursts up to one second's worth.
-pub struct Bucket {
-    /// Frames per second.
-    rate: f64,
-    /// Frames that may go now.
-    tokens: f64,
-    /// When `tokens` was last refilled.
-    last: Instant,
-}
-
-impl Bucket {
-    /// A full bucket.
-    pub fn new(rate: u32) -> Bucket {
-        let rate = f64::from(rate.max(1));
-        Bucket {
-            rate,
-            tokens: rate,
-            last: Instant::now(),
-        }
-    }
-
-    fn refill(&mut self) {
-        let now = Instant::now();
-        self.tokens =
-            (self.tokens + (now - self.last).as_secs_f64() * self.rate).min(self.rate.max(1.0));
-        self.last = now;
-    }
-
-    /// Takes `n` tokens if there are that many.
-    pub fn try_take(&mut self, n: usize) -> bool {
-        self.refill();
-        if self.tokens >= n as f64 {
-            self.tokens -= n as f64;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Takes one token, waiting for it if needed (so a fast producer is slowed, not dropped).
-    pub async fn take(&mut self) {
-        self.refill();
-        if self.tokens < 1.0 {
-            let wait = (1.0 - self.tokens) / self.rate;
-            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
-            self.refill();
-        }
-        self.tokens -= 1.0;
-    }
-}
-
 /// Which producer protocol a session speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProducerKind {
@@ -88,13 +40,27 @@ pub enum ProducerKind {
     Legacy,
 }
 
+/// Trainings one producer connection may hold registered (and so own) at once.
+const OWNED_MAX: usize = 16;
+
 /// One producer connection's memory.
 struct Producer {
     hub: Arc<Hub>,
     /// The training this connection registered last.
     current: Option<u32>,
+    /// The trainings this connection registered, so may write to.
+    owned: Vec<u32>,
     /// An ack to send soon: (training, seq).
     pending_ack: Option<(u32, u32)>,
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        // The current training is counted as connected in the hub (never evicted) while open.
+        if let Some(id) = self.current {
+            self.hub.detach_producer(id);
+        }
+    }
 }
 
 fn ack_message(training_id: u32, seq: u32) -> Message {
@@ -107,30 +73,53 @@ fn ack_message(training_id: u32, seq: u32) -> Message {
     Message::Binary(bytes.into())
 }
 
-async fn persisted(receipt: Option<Receipt>) -> Result<(), Rejection> {
-    let Some(receipt) = receipt else {
-        return Ok(());
-    };
-    match receipt.await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(Rejection::new(Reason::Storage, e)),
-        Err(_) => Err(Rejection::new(Reason::Storage, "store stopped")),
-    }
-}
-
 impl Producer {
+    /// Registers for this connection. Its previous training is no longer held
+    /// connected first, so that one may be evicted to make room.
+    async fn register(&mut self, request: RegisterRequest) -> Result<Ingested, Rejection> {
+        let permit = self.hub.store.permit().await;
+        let previous = self.current.take();
+        if let Some(id) = previous {
+            self.hub.detach_producer(id);
+        }
+        let result = self.hub.register(request, permit);
+        let id = result.as_ref().map(|ing| ing.training_id).ok().or(previous);
+        if let Some(id) = id {
+            self.own(id);
+        }
+        result
+    }
+
+    /// Notes that this connection registered `id`, which becomes its current training.
+    fn own(&mut self, id: u32) {
+        if self.current != Some(id) {
+            if let Some(previous) = self.current {
+                self.hub.detach_producer(previous);
+            }
+            self.hub.attach_producer(id);
+            self.current = Some(id);
+        }
+        if !self.owned.contains(&id) {
+            if self.owned.len() >= OWNED_MAX {
+                self.owned.remove(0);
+            }
+            self.owned.push(id);
+        }
+    }
+
     async fn on_binary(&mut self, bytes: &[u8]) -> Result<Option<Message>, Rejection> {
         let frame =
             Frame::decode(bytes).map_err(|e| Rejection::new(Reason::Decode, e.to_string()))?;
         match frame.action {
             Action::Register(register) => {
-                let ing = self.hub.register(RegisterRequest {
+                let request = RegisterRequest {
                     training_id: frame.training_id,
                     seq: frame.seq,
                     register: Some(register),
-                })?;
-                persisted(ing.receipt).await?;
-                self.current = Some(ing.training_id);
+                };
+                let ing = self.register(request).await?;
+                durable(ing.receipt).await?;
+                self.own(ing.training_id);
                 self.pending_ack = None;
                 Ok(Some(ack_message(ing.training_id, ing.last_seq)))
             }
@@ -150,9 +139,15 @@ impl Producer {
                     seq: frame.seq,
                     action,
                 };
-                let ing = self.hub.apply(&frame, false)?;
+                let writer = Writer {
+                    owns: self.owned.contains(&training_id),
+                    create_unknown: false,
+                };
+                let ing = self
+                    .hub
+                    .apply(&frame, writer, self.hub.store.permit().await)?;
                 if ing.receipt.is_some() {
-                    persisted(ing.receipt).await?;
+                    durable(ing.receipt).await?;
                     self.pending_ack = None;
                     return Ok(Some(ack_message(training_id, ing.last_seq)));
                 }
@@ -168,13 +163,14 @@ impl Producer {
         let msg = json::decode(text.as_bytes())
             .map_err(|e| Rejection::new(Reason::Json, e.to_string()))?;
         if let LegacyMessage::Register { training_id } = msg {
-            let ing = self.hub.register(RegisterRequest {
+            let request = RegisterRequest {
                 training_id: training_id.unwrap_or(0),
                 seq: 0,
                 register: None,
-            })?;
-            persisted(ing.receipt).await?;
-            self.current = Some(ing.training_id);
+            };
+            let ing = self.register(request).await?;
+            durable(ing.receipt).await?;
+            self.own(ing.training_id);
             // The ancestor's callback reads this reply in its constructor while its own
             // reader thread reads the same socket: answering at once makes old trainings
             // hang at start (see DESIGN.md). Hold it a little.
@@ -190,8 +186,11 @@ impl Producer {
                 "send register_training first (or give a training_id)",
             )
         })?;
-        self.current.get_or_insert(id);
-        self.hub.apply_legacy(id, &msg)?;
+        if self.current.is_none() {
+            self.own(id);
+        }
+        let ing = self.hub.apply_legacy(id, &msg).await?;
+        durable(ing.receipt).await?;
         Ok(None)
     }
 }
@@ -220,6 +219,21 @@ where
         sink.send(Message::Close(Some(frame))),
     )
     .await;
+}
+
+/// Reads what the peer still sends after a close, briefly: closing with unread
+/// bytes makes the kernel reset the connection, and the peer would never read
+/// the close reason.
+async fn drain<R>(stream: &mut R)
+where
+    R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, stream.next()).await {
+        if matches!(msg, Message::Close(_)) {
+            break;
+        }
+    }
 }
 
 /// The close code and reason for a read error (an oversized message, mostly).
@@ -261,6 +275,7 @@ where
     let mut session = Producer {
         hub: hub.clone(),
         current: None,
+        owned: Vec::new(),
         pending_ack: None,
     };
     tracing::info!(?kind, "producer connected");
@@ -274,6 +289,7 @@ where
                         let (code, reason) = read_error(&hub, &e);
                         tracing::debug!(%reason, "producer read error");
                         close(&mut sink, code, &reason).await;
+                        drain(&mut stream).await;
                         break;
                     }
                 };
@@ -308,7 +324,7 @@ where
                     Ok(None) => continue,
                     Err(rejection) => {
                         hub.metrics.reject(rejection.reason);
-                        tracing::debug!(%rejection, "producer frame rejected");
+                        tracing::debug!(rejection = ?rejection.to_string(), "producer frame rejected");
                         Message::Text(rejection.to_json().into())
                     }
                 };
@@ -371,6 +387,143 @@ async fn recv(rx: &mut Option<broadcast::Receiver<Arc<Event>>>) -> Result<Arc<Ev
     }
 }
 
+/// What one consumer follows and how far it got: the three feeds behind one face.
+struct Follower {
+    hub: Arc<Hub>,
+    /// The ancestor's JSON rather than binary frames.
+    legacy: bool,
+    /// Legacy only: also debug lines and registrations.
+    verbose: bool,
+    /// `/v1/watch`: switches to each newer training.
+    follow: bool,
+    /// The training followed (binary feeds).
+    current: Option<u32>,
+    /// Its receiver, or the legacy one; `None` before the first training.
+    rx: Option<broadcast::Receiver<Arc<Event>>>,
+}
+
+/// The training a consumer watched by id was dropped (retention).
+struct Removed;
+
+impl Follower {
+    /// The follower and what it sends first.
+    fn start(hub: Arc<Hub>, feed: Feed) -> (Follower, Vec<Message>) {
+        let mut follower = Follower {
+            hub,
+            legacy: false,
+            verbose: false,
+            follow: false,
+            current: None,
+            rx: None,
+        };
+        let first = match feed {
+            Feed::Training { id, snapshot, rx } => {
+                follower.current = Some(id);
+                follower.rx = Some(rx);
+                vec![Message::Binary(snapshot)]
+            }
+            Feed::Latest => {
+                follower.follow = true;
+                Vec::new()
+            }
+            Feed::Legacy { verbose } => {
+                follower.legacy = true;
+                follower.verbose = verbose;
+                follower.resync()
+            }
+        };
+        (follower, first)
+    }
+
+    /// A fresh start for a consumer that fell behind: the snapshot (or the
+    /// legacy greeting) and a new receiver.
+    fn resync(&mut self) -> Vec<Message> {
+        if self.legacy {
+            let (texts, rx) = self.hub.subscribe_legacy();
+            self.rx = Some(rx);
+            return texts.into_iter().map(|t| Message::Text(t.into())).collect();
+        }
+        let Some(id) = self.current else {
+            return Vec::new();
+        };
+        match self.hub.subscribe(id, false) {
+            Ok((snapshot, rx)) => {
+                self.rx = Some(rx);
+                vec![Message::Binary(snapshot)]
+            }
+            Err(_) => {
+                self.rx = None;
+                Vec::new()
+            }
+        }
+    }
+
+    /// `event` and what else is queued, up to [`SEND_BATCH`] messages.
+    fn batch(&mut self, event: Result<Arc<Event>, RecvError>) -> Result<Vec<Message>, Removed> {
+        let mut batch = Vec::with_capacity(8);
+        let mut next = Some(event);
+        while let Some(event) = next.take() {
+            match event {
+                Ok(event) => batch.extend(self.to_message(&event)),
+                Err(RecvError::Lagged(missed)) => {
+                    self.hub.metrics.resyncs.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(missed, "consumer behind: resync with a snapshot");
+                    batch = self.resync();
+                }
+                Err(RecvError::Closed) => {
+                    self.rx = None;
+                    if !self.follow && !self.legacy {
+                        return Err(Removed);
+                    }
+                }
+            }
+            if batch.len() < SEND_BATCH {
+                next = match self.rx.as_mut().map(|rx| rx.try_recv()) {
+                    Some(Ok(event)) => Some(Ok(event)),
+                    Some(Err(TryRecvError::Lagged(n))) => Some(Err(RecvError::Lagged(n))),
+                    _ => None,
+                };
+            }
+        }
+        Ok(batch)
+    }
+
+    /// `/v1/watch`: the snapshot of a newer latest training, now followed.
+    fn switch(&mut self, latest: Option<u32>) -> Option<Message> {
+        let id = latest.filter(|id| Some(*id) != self.current)?;
+        let (snapshot, rx) = self.hub.subscribe(id, false).ok()?;
+        self.current = Some(id);
+        self.rx = Some(rx);
+        Some(Message::Binary(snapshot))
+    }
+
+    /// WebSocket pings are invisible to JavaScript: a heartbeat frame lets a
+    /// browser or the Fitbit companion tell a live relay from a half-open socket.
+    fn heartbeat(&self) -> Option<Message> {
+        if self.legacy {
+            return None;
+        }
+        let heartbeat = Frame {
+            training_id: self.current.unwrap_or(0),
+            seq: 0,
+            action: Action::Heartbeat,
+        };
+        let bytes = heartbeat.to_bytes().ok()?;
+        Some(Message::Binary(bytes.to_vec().into()))
+    }
+
+    fn to_message(&self, event: &Event) -> Option<Message> {
+        if !self.legacy {
+            return Some(Message::Binary(event.bin.clone()));
+        }
+        if event.verbose_only && !self.verbose {
+            return None;
+        }
+        let text = event.legacy.as_ref()?;
+        Some(Message::Text(text.clone().into()))
+    }
+}
+
 /// Runs one consumer session: first the snapshot, then live frames; a consumer
 /// that falls behind gets a fresh snapshot instead of an ever longer queue.
 pub async fn consume<S, R>(hub: Arc<Hub>, mut sink: S, mut stream: R, feed: Feed)
@@ -378,11 +531,9 @@ where
     S: Sink<Message, Error = axum::Error> + Unpin,
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
-    let legacy = matches!(feed, Feed::Legacy { .. });
-    let gauge = if legacy {
-        &hub.metrics.legacy_consumers
-    } else {
-        &hub.metrics.consumers
+    let gauge = match feed {
+        Feed::Legacy { .. } => &hub.metrics.legacy_consumers,
+        _ => &hub.metrics.consumers,
     };
     let _gauge = Gauge::new(gauge);
     let ping_every = hub.config.ping_interval;
@@ -392,131 +543,43 @@ where
     let mut shutdown = hub.shutdown_signal();
     let mut last_seen = Instant::now();
     let mut latest = hub.latest();
-    let (follow, verbose, by_id) = match &feed {
-        Feed::Training { id, .. } => (false, false, Some(*id)),
-        Feed::Latest => (true, false, None),
-        Feed::Legacy { verbose } => (false, *verbose, None),
-    };
-    // The training followed and its receiver (binary feeds), or the legacy receiver.
-    let mut current: Option<u32> = by_id;
-    let mut rx: Option<broadcast::Receiver<Arc<Event>>> = None;
-    let mut first: Vec<Message> = Vec::new();
-    match feed {
-        Feed::Training {
-            snapshot, rx: r, ..
-        } => {
-            first.push(Message::Binary(snapshot));
-            rx = Some(r);
-        }
-        Feed::Latest => {
-            latest.mark_changed();
-        }
-        Feed::Legacy { .. } => {
-            let (texts, r) = hub.subscribe_legacy();
-            first.extend(texts.into_iter().map(|t| Message::Text(t.into())));
-            rx = Some(r);
-        }
-    }
-    let mut ok = true;
-    for msg in first {
-        hub.metrics.frames_out.fetch_add(1, Ordering::Relaxed);
-        ok = ok && send(&mut sink, msg, ping_every).await;
-    }
+    latest.mark_changed();
+    let (mut follower, first) = Follower::start(hub.clone(), feed);
+    let mut ok = send_all(&hub, &mut sink, first, ping_every).await;
     while ok {
         tokio::select! {
-            event = recv(&mut rx) => {
-                let mut batch = Vec::with_capacity(8);
-                let mut next = Some(event);
-                while let Some(event) = next.take() {
-                    match event {
-                        Ok(event) => {
-                            if let Some(msg) = to_message(&event, legacy, verbose) {
-                                batch.push(msg);
-                            }
-                        }
-                        Err(RecvError::Lagged(missed)) => {
-                            hub.metrics.resyncs.fetch_add(1, Ordering::Relaxed);
-                            tracing::debug!(missed, "consumer behind: resync with a snapshot");
-                            batch.clear();
-                            if legacy {
-                                let (texts, r) = hub.subscribe_legacy();
-                                batch.extend(texts.into_iter().map(|t| Message::Text(t.into())));
-                                rx = Some(r);
-                            } else if let Some(id) = current {
-                                match hub.subscribe(id, false) {
-                                    Ok((snapshot, r)) => {
-                                        batch.push(Message::Binary(snapshot));
-                                        rx = Some(r);
-                                    }
-                                    Err(_) => rx = None,
-                                }
-                            }
-                        }
-                        Err(RecvError::Closed) => {
-                            // The training was dropped (retention).
-                            rx = None;
-                            if !follow && !legacy {
-                                close(&mut sink, 1000, "training removed").await;
-                                ok = false;
-                            }
-                        }
-                    }
-                    if batch.len() < SEND_BATCH {
-                        if let Some(r) = rx.as_mut() {
-                            match r.try_recv() {
-                                Ok(e) => next = Some(Ok(e)),
-                                Err(broadcast::error::TryRecvError::Lagged(n)) => next = Some(Err(RecvError::Lagged(n))),
-                                Err(_) => {}
-                            }
-                        }
-                    }
+            event = recv(&mut follower.rx) => match follower.batch(event) {
+                Ok(batch) => ok = send_all(&hub, &mut sink, batch, ping_every).await,
+                Err(Removed) => {
+                    close(&mut sink, 1000, "training removed").await;
+                    break;
                 }
-                if !batch.is_empty() && ok {
-                    hub.metrics.frames_out.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    ok = feed_all(&mut sink, batch, ping_every).await;
+            },
+            changed = latest.changed(), if follower.follow => {
+                if changed.is_ok() {
+                    let id = *latest.borrow_and_update();
+                    let snapshot = follower.switch(id);
+                    ok = send_all(&hub, &mut sink, snapshot.into_iter().collect(), ping_every).await;
                 }
             }
-            changed = latest.changed(), if follow => {
-                if changed.is_err() {
-                    continue;
+            msg = stream.next() => match msg {
+                None | Some(Ok(Message::Close(_))) => break,
+                Some(Err(e)) => {
+                    let (code, reason) = read_error(&hub, &e);
+                    close(&mut sink, code, &reason).await;
+                    drain(&mut stream).await;
+                    break;
                 }
-                let id = *latest.borrow_and_update();
-                if id.is_none() || id == current {
-                    continue;
-                }
-                if let Some(id) = id {
-                    if let Ok((snapshot, r)) = hub.subscribe(id, false) {
-                        current = Some(id);
-                        rx = Some(r);
-                        hub.metrics.frames_out.fetch_add(1, Ordering::Relaxed);
-                        ok = send(&mut sink, Message::Binary(snapshot), ping_every).await;
-                    }
-                }
-            }
-            msg = stream.next() => {
-                match msg {
-                    None | Some(Ok(Message::Close(_))) => break,
-                    Some(Err(e)) => {
-                        let (code, reason) = read_error(&hub, &e);
-                        close(&mut sink, code, &reason).await;
-                        break;
-                    }
-                    Some(Ok(_)) => last_seen = Instant::now(),
-                }
-            }
+                Some(Ok(_)) => last_seen = Instant::now(),
+            },
             _ = ping.tick() => {
                 if last_seen.elapsed() > ping_every * 2 {
                     close(&mut sink, CLOSE_POLICY, "no pong").await;
                     break;
                 }
                 ok = send(&mut sink, Message::Ping(Default::default()), ping_every).await;
-                // WebSocket pings are invisible to JavaScript: a heartbeat frame lets a
-                // browser or the Fitbit companion tell a live relay from a half-open socket.
-                if ok && !legacy {
-                    let heartbeat = Frame { training_id: current.unwrap_or(0), seq: 0, action: Action::Heartbeat };
-                    if let Ok(bytes) = heartbeat.to_bytes() {
-                        ok = send(&mut sink, Message::Binary(bytes.to_vec().into()), ping_every).await;
-                    }
+                if let Some(heartbeat) = follower.heartbeat().filter(|_| ok) {
+                    ok = send(&mut sink, heartbeat, ping_every).await;
                 }
             }
             _ = shutdown.changed() => {
@@ -527,24 +590,17 @@ where
     }
 }
 
-fn to_message(event: &Event, legacy: bool, verbose: bool) -> Option<Message> {
-    if legacy {
-        if event.verbose_only && !verbose {
-            return None;
-        }
-        event
-            .legacy
-            .as_ref()
-            .map(|text| Message::Text(text.clone().into()))
-    } else {
-        Some(Message::Binary(event.bin.clone()))
-    }
-}
-
-async fn feed_all<S>(sink: &mut S, batch: Vec<Message>, timeout: Duration) -> bool
+/// Sends a batch (counted in `frames_out`) within `timeout`; false when the peer does not take it.
+async fn send_all<S>(hub: &Hub, sink: &mut S, batch: Vec<Message>, timeout: Duration) -> bool
 where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
+    if batch.is_empty() {
+        return true;
+    }
+    hub.metrics
+        .frames_out
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
     let work = async {
         for msg in batch {
             sink.feed(msg).await?;

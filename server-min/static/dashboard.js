@@ -3,9 +3,29 @@
 // the relay's live WebSocket, plus the same face at a desktop size.
 import init, { View } from "./wasm/watchtrain_watch.js";
 
-const token = new URLSearchParams(location.search).get("token");
-const q = token ? "?token=" + encodeURIComponent(token) : "";
+// The token: from `?token=` (then kept in the page's storage and taken off the address bar),
+// else the one kept from before. Every URL below is relative, so the page also works behind
+// a reverse proxy under a sub-path (`https://host/watchtrain/`).
+const TOKEN_KEY = "watchtrain-token";
+const params = new URLSearchParams(location.search);
+let token = params.get("token");
+if (token !== null) {
+  localStorage.setItem(TOKEN_KEY, token);
+  params.delete("token");
+  const rest = params.toString();
+  history.replaceState(null, "", location.pathname + (rest ? "?" + rest : "") + location.hash);
+} else {
+  token = localStorage.getItem(TOKEN_KEY);
+}
 const $ = (id) => document.getElementById(id);
+
+// A relay path (without a leading slash) resolved against the page, with the token.
+function relayUrl(path, query = {}) {
+  const url = new URL(path, location.href);
+  for (const [k, v] of Object.entries(query)) url.searchParams.set(k, v);
+  if (token) url.searchParams.set("token", token);
+  return url;
+}
 
 const wasm = await init({ module_or_path: "wasm/watchtrain_watch_bg.wasm" });
 
@@ -33,6 +53,8 @@ function repaint() {
   dirty = false;
   paint(face);
   paint(big);
+  showReadout();
+  $("info").textContent = chosen === null ? "" : `${frames} frames received`;
   $("title").textContent = face.view.name() || (chosen === null ? "—" : "training " + chosen);
 }
 
@@ -50,7 +72,7 @@ function choose(id) {
   face.view.reset();
   big.view.reset();
   history.replaceState(null, "", location.pathname + location.search + "#" + id);
-  $("png").href = `/v1/trainings/${id}/face.png?w=${face.view.width()}&h=${face.view.height()}${token ? "&token=" + encodeURIComponent(token) : ""}`;
+  pngLink();
   renderList();
   connect();
   schedule();
@@ -58,8 +80,9 @@ function choose(id) {
 
 function connect() {
   const id = chosen;
-  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(`${scheme}//${location.host}/v1/trainings/${id}/watch${q}`);
+  const url = relayUrl(`v1/trainings/${id}/watch`);
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(url);
   ws.binaryType = "arraybuffer";
   ws.onopen = () => { $("conn").textContent = "live"; };
   ws.onmessage = (e) => {
@@ -103,9 +126,35 @@ function renderList() {
   }));
 }
 
+// A relay with a token answers 401 (none given) or 403 (wrong one) with a JSON reason:
+// ask for the token instead of calling the relay unreachable.
+function askToken(reason) {
+  $("conn").textContent = "token needed";
+  $("token-reason").textContent = reason;
+  $("token-form").hidden = false;
+  document.body.classList.add("locked");
+  $("list").innerHTML = "";
+}
+
+$("token-form").onsubmit = (e) => {
+  e.preventDefault();
+  token = $("token").value.trim();
+  localStorage.setItem(TOKEN_KEY, token);
+  $("token-form").hidden = true;
+  document.body.classList.remove("locked");
+  $("conn").textContent = "loading…";
+  refresh();
+};
+
 async function refresh() {
+  if (!$("token-form").hidden) return;
   try {
-    const res = await fetch("/v1/trainings" + q);
+    const res = await fetch(relayUrl("v1/trainings"));
+    if (res.status === 401 || res.status === 403) {
+      const body = await res.json().catch(() => ({}));
+      askToken(body.message || `the relay refused the token (${res.status})`);
+      return;
+    }
     if (!res.ok) throw new Error(res.status);
     trainings = await res.json();
     trainings.sort((a, b) => b.updated_ms - a.updated_ms);
@@ -115,14 +164,16 @@ async function refresh() {
     } else {
       renderList();
     }
-    $("info").textContent = chosen === null ? "" : `${frames} frames received`;
   } catch (e) {
     $("conn").textContent = "relay unreachable";
   }
 }
 
+// The large view in device pixels (sharp on a high-density screen; from 1600 px on the
+// face's text grows with it), at most 1920 wide.
 function fitBig() {
-  const w = Math.max(480, Math.min(1280, Math.floor($("large").clientWidth || 960)));
+  const css = $("large").clientWidth || 960;
+  const w = Math.max(480, Math.min(1920, Math.floor(css * (window.devicePixelRatio || 1))));
   const h = Math.round(w * 9 / 16);
   if (w !== big.view.width() || h !== big.view.height()) {
     big.view.resize(w, h);
@@ -130,10 +181,45 @@ function fitBig() {
   }
 }
 
+function pngLink() {
+  if (chosen === null) return;
+  $("png").href = relayUrl(`v1/trainings/${chosen}/face.png`, { w: face.view.width(), h: face.view.height() });
+}
+
+// The hover read-out of the large view: the wasm lays the face out again and says which
+// epoch is under the pointer (canvas pixels, as CSS may scale the canvas) and its values.
+let pointer = null;
+function showReadout() {
+  const canvas = big.canvas;
+  const text = pointer ? big.view.readout(pointer.x, pointer.y) : "";
+  $("readout").hidden = $("cursor").hidden = !text;
+  if (!text) return;
+  const rect = canvas.getBoundingClientRect();
+  const toCss = rect.width / canvas.width;
+  const x = big.view.readout_x(pointer.x, pointer.y) * toCss + canvas.offsetLeft;
+  $("readout").textContent = text;
+  Object.assign($("cursor").style, { left: `${x}px`, top: `${canvas.offsetTop}px`, height: `${rect.height}px` });
+  // Beside the cursor, on the side with more room.
+  const box = $("readout");
+  const left = x > canvas.offsetLeft + rect.width / 2 ? x - box.offsetWidth - 8 : x + 8;
+  Object.assign(box.style, { left: `${left}px`, top: `${canvas.offsetTop + pointer.cssY + 12}px` });
+}
+big.canvas.addEventListener("pointermove", (e) => {
+  const rect = big.canvas.getBoundingClientRect();
+  const scale = big.canvas.width / rect.width;
+  pointer = {
+    x: Math.round((e.clientX - rect.left) * scale),
+    y: Math.round((e.clientY - rect.top) * scale),
+    cssY: e.clientY - rect.top,
+  };
+  showReadout();
+});
+big.canvas.addEventListener("pointerleave", () => { pointer = null; showReadout(); });
+
 $("screen").onchange = (e) => {
   const [w, h] = e.target.value.split("x").map(Number);
   face.view.resize(w, h);
-  if (chosen !== null) $("png").href = `/v1/trainings/${chosen}/face.png?w=${w}&h=${h}${token ? "&token=" + encodeURIComponent(token) : ""}`;
+  pngLink();
   schedule();
 };
 addEventListener("resize", fitBig);

@@ -56,14 +56,7 @@ async fn register_progress_stats_finished_reach_a_consumer() {
     assert_eq!(one["history"].as_array().unwrap().len(), 2);
     assert_eq!(one["eta_ms"], 0);
 
-    let (status, csv) = http(
-        relay.addr,
-        "GET",
-        &format!("/v1/trainings/{id}/history.csv"),
-        &[],
-        b"",
-    )
-    .await;
+    let (status, csv) = history_csv(relay.addr, u64::from(id), &[]).await;
     assert_eq!(status, 200);
     assert_eq!(
         csv,
@@ -145,14 +138,7 @@ async fn duplicates_and_a_resent_buffer_change_nothing() {
     let one = get_json(relay.addr, &format!("/v1/trainings/{id}")).await;
     assert_eq!(one["last_seq"], 6);
     assert_eq!(one["history"].as_array().unwrap().len(), 6);
-    let (_, csv) = http(
-        relay.addr,
-        "GET",
-        &format!("/v1/trainings/{id}/history.csv"),
-        &[],
-        b"",
-    )
-    .await;
+    let (_, csv) = history_csv(relay.addr, u64::from(id), &[]).await;
     assert_eq!(csv.lines().count(), 1 + 6, "{csv}");
     let (_, metrics) = http(relay.addr, "GET", "/metrics", &[], b"").await;
     assert!(
@@ -203,7 +189,8 @@ async fn http_post_frames() {
         body.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
         body.extend_from_slice(&bytes);
     }
-    let (status, reply) = http(relay.addr, "POST", "/v1/trainings/0/frames", &[], &body).await;
+    let octets = [("Content-Type", "application/octet-stream")];
+    let (status, reply) = http(relay.addr, "POST", "/v1/trainings/0/frames", &octets, &body).await;
     assert_eq!(status, 200, "{reply}");
     let reply: serde_json::Value = serde_json::from_str(&reply).unwrap();
     assert_eq!(reply["applied"], 3);
@@ -218,7 +205,7 @@ async fn http_post_frames() {
         relay.addr,
         "POST",
         &format!("/v1/trainings/{id}/frames"),
-        &[],
+        &octets,
         &body[..5],
     )
     .await;
@@ -235,5 +222,90 @@ async fn the_dashboard_is_served() {
     assert!(body.contains("<html"));
     let (status, _) = http(relay.addr, "GET", "/no-such-file.js", &[], b"").await;
     assert_eq!(status, 404);
+    relay.stop().await;
+}
+
+/// A shell script's `curl -d '{"epoch":1,"loss":0.3}' .../v1/trainings/NAME/stats`
+/// (curl's default form content type), then `/finish`: the same frames, the same
+/// rules (token, Origin), and durable before the answer.
+#[tokio::test]
+async fn a_shell_script_posts_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        db: dir.path().join("relay.sqlite3"),
+        token: Some("s3cret".into()),
+        ..Config::in_memory()
+    };
+    let relay = Relay::start(config.clone()).await;
+    let form = ("Content-Type", "application/x-www-form-urlencoded");
+    let auth = ("Authorization", "Bearer s3cret");
+    let path = "/v1/trainings/nightly%20sweep/stats";
+    let (status, reply) = http(
+        relay.addr,
+        "POST",
+        path,
+        &[form],
+        br#"{"epoch":0,"loss":0.5}"#,
+    )
+    .await;
+    assert_eq!(status, 401, "{reply}");
+    let evil = ("Origin", "http://evil.example");
+    let (status, reply) = http(
+        relay.addr,
+        "POST",
+        path,
+        &[form, auth, evil],
+        br#"{"epoch":0,"loss":0.5}"#,
+    )
+    .await;
+    assert_eq!(status, 403, "{reply}");
+    for (epoch, body) in [
+        (0, r#"{"epoch":0,"loss":0.5,"acc":0.25,"epochs":3}"#),
+        (1, r#"{"epoch":1,"loss":0.25,"acc":null}"#),
+    ] {
+        let (status, reply) = http(relay.addr, "POST", path, &[form, auth], body.as_bytes()).await;
+        assert_eq!(status, 200, "{reply}");
+        let reply: serde_json::Value = serde_json::from_str(&reply).unwrap();
+        assert_eq!(reply["epoch"], epoch);
+    }
+    let (status, reply) = http(relay.addr, "POST", path, &[form, auth], br#"{"loss":0.1}"#).await;
+    assert_eq!((status, reply.contains("epoch")), (400, true), "{reply}");
+    let (status, reply) = http(relay.addr, "POST", path, &[form, auth], b"not json").await;
+    assert_eq!(status, 400, "{reply}");
+    let finish = "/v1/trainings/nightly%20sweep/finish";
+    let (status, reply) = http(
+        relay.addr,
+        "POST",
+        finish,
+        &[auth],
+        br#"{"outcome":"failed","reason":"NaN loss"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    let id = serde_json::from_str::<serde_json::Value>(&reply).unwrap()["training_id"]
+        .as_u64()
+        .unwrap();
+    relay.stop().await;
+
+    // Durable: a new relay on the same file has it all.
+    let relay = Relay::start(config).await;
+    let auth = [("Authorization", "Bearer s3cret")];
+    let (_, one) = http(
+        relay.addr,
+        "GET",
+        &format!("/v1/trainings/{id}"),
+        &auth,
+        b"",
+    )
+    .await;
+    let one: serde_json::Value = serde_json::from_str(&one).unwrap();
+    assert_eq!(one["name"], "nightly sweep");
+    assert_eq!(one["status"], "failed");
+    assert_eq!(one["epochs"], 3);
+    // Metrics in name order; null is NaN, shown as null.
+    assert_eq!(one["metrics"], serde_json::json!(["acc", "loss"]));
+    assert_eq!(one["values"], serde_json::json!([null, 0.25]));
+    let (_, csv) = history_csv(relay.addr, id, &auth).await;
+    assert_eq!(csv.lines().count(), 3, "{csv}");
     relay.stop().await;
 }

@@ -180,9 +180,15 @@ async fn the_relay_works_with_the_broker_down_and_republishes_after_a_restart() 
     );
 
     // The broker comes back on the same port: the relay reconnects and republishes.
-    let broker = Mosquitto::start_on(&dir_path, port, "")
-        .await
-        .expect("the port is free again");
+    let mut broker = None;
+    for _ in 0..50 {
+        broker = Mosquitto::start_on(&dir_path, port, "").await;
+        if broker.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let broker = broker.expect("the broker's port is free again");
     let mut sub = Subscriber::start(broker.port, &["lab2/#", "homeassistant/#"]).await;
     let (state, retained) = sub
         .until(&format!("lab2/{id}/state"), |p| json(p)["epoch"] == 1)
@@ -205,10 +211,7 @@ async fn the_relay_works_with_the_broker_down_and_republishes_after_a_restart() 
 #[tokio::test]
 async fn mqtts_with_a_private_ca_and_a_password() {
     let dir = tempfile::tempdir().unwrap();
-    let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-    let (cert, private) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, key.cert.pem()).unwrap();
-    std::fs::write(&private, key.signing_key.serialize_pem()).unwrap();
+    let (cert, private) = outbound::self_signed(dir.path());
     let passwords = dir.path().join("passwords");
     let made = std::process::Command::new("mosquitto_passwd")
         .args(["-b", "-c"])

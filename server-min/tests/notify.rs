@@ -83,12 +83,17 @@ async fn ntfy_and_webhook_get_the_documented_requests() {
     assert_eq!(body["reason"], "done");
     assert_eq!(body["text"], ntfy.body);
     assert_eq!(body["content"], ntfy.body);
+    // apprise-api's /notify fields.
+    assert_eq!(body["body"], ntfy.body);
+    assert_eq!(body["title"], "resnet18 pets finished");
+    assert_eq!(body["type"], "success");
     assert_eq!(body["url"], format!("http://relay.lan:8555/#{id}"));
 
     // NaN goes to ntfy (default events) but not to the webhook (finished,failed only).
     let (nan_id, seq) = train(&mut producer, "bert", 0, &[[f32::NAN, 1.0, 0.5]]).await;
     let nan = receiver.next("/ntfy/").await;
     assert_eq!(nan.header("priority"), "high");
+    assert_eq!(nan.header("title"), "bert went NaN");
     assert_eq!(nan.body, "bert went NaN in epoch 1: train_loss NaN");
     assert_eq!(
         nan.header("click"),
@@ -176,6 +181,12 @@ async fn each_event_is_told_once_per_training_also_after_a_restart() {
     );
     let more = events(&mut receiver, Duration::from_millis(700)).await;
     assert!(more.is_empty(), "{more:?}");
+    // New progress reopens it: a run again, whose end is told again.
+    send_frame(&mut producer, &progress(id, seq + 1, 2, 1)).await;
+    send_frame(&mut producer, &finished(id, seq + 2)).await;
+    wait_ack(&mut producer, seq + 2).await;
+    let again = receiver.next("/hook/").await.json();
+    assert_eq!(again["event"], "finished");
     relay.stop().await;
 }
 
@@ -391,4 +402,27 @@ async fn the_binary_reads_the_variable_and_the_file_and_logs_no_secret() {
     ] {
         assert!(!log.contains(secret), "`{secret}` in the log:\n{log}");
     }
+}
+
+#[tokio::test]
+async fn https_webhooks_are_checked_against_the_system_roots() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, private) = outbound::self_signed(dir.path());
+    let mut receiver = Receiver::start_tls(&cert, &private).await;
+    let url = receiver.url("https", "/hook/tls?events=finished");
+    // The relay trusts what the system trusts; SSL_CERT_FILE makes the test's CA the system's.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_watchtrain-relay"))
+        .args(["--listen", "127.0.0.1:0", "--db", ":memory:", "--demo"])
+        .args(["--demo-speed", "2000", "--notify", &url])
+        .env("SSL_CERT_FILE", &cert)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    stdout.next_line().await.unwrap().unwrap();
+    let got = receiver.next("/hook/tls").await;
+    assert_eq!(got.json()["event"], "finished");
+    child.start_kill().unwrap();
 }

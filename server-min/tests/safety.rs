@@ -48,15 +48,10 @@ async fn bad_frames_get_an_error_and_leave_others_untouched() {
             Message::Text("{\"action\": \"training_stats\"".into()),
             "bad_request",
         ),
+        // Another producer's training.
         (
-            Message::Binary(
-                stats(id, 1, 0, &[0.5, 0.6])
-                    .to_bytes()
-                    .unwrap()
-                    .to_vec()
-                    .into(),
-            ),
-            "apply",
+            Message::Binary(stats(id, 1, 0, &[0.5]).to_bytes().unwrap().to_vec().into()),
+            "forbidden",
         ),
         (
             Message::Binary(progress(777, 1, 0, 1).to_bytes().unwrap().to_vec().into()),
@@ -85,6 +80,9 @@ async fn bad_frames_get_an_error_and_leave_others_untouched() {
         bad.send(msg).await.unwrap();
         assert_eq!(error_of(&recv_text(&mut bad).await), want);
     }
+    // Stats that do not match the training's metrics, from its owner.
+    send_frame(&mut good, &stats(id, 1, 0, &[0.5, 0.6])).await;
+    assert_eq!(error_of(&recv_text(&mut good).await), "apply");
     // Invalid legacy JSON on the legacy path.
     let mut legacy = connect(&relay.ws("/ws/watchtrain/producer/5")).await;
     for text in [
@@ -163,7 +161,10 @@ async fn tokens_keep_strangers_out_and_watches_from_publishing() {
         relay.addr,
         "POST",
         "/v1/trainings/0/frames",
-        &[("Authorization", "Bearer watch-secret")],
+        &[
+            ("Authorization", "Bearer watch-secret"),
+            ("Content-Type", "application/octet-stream"),
+        ],
         b"\x00\x01\x01",
     )
     .await;
@@ -221,20 +222,9 @@ async fn limits_answer_with_a_status() {
     }
 
     // HTTP producers over --max-fps get 429 and nothing is applied.
-    let mut body = Vec::new();
-    for seq in 1..=6 {
-        let bytes = progress(a, seq, 0, seq).to_bytes().unwrap();
-        body.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
-        body.extend_from_slice(&bytes);
-    }
-    let (status, reply) = http(
-        relay.addr,
-        "POST",
-        &format!("/v1/trainings/{a}/frames"),
-        &[],
-        &body,
-    )
-    .await;
+    let mut frames = vec![register_frame(a, "a", "a", &["loss"], 2)];
+    frames.extend((1..=6).map(|seq| progress(a, seq, 0, seq)));
+    let (status, reply) = post_frames(relay.addr, a, &frames).await;
     assert_eq!(status, 429, "{reply}");
     assert_eq!(
         get_json(relay.addr, &format!("/v1/trainings/{a}")).await["last_seq"],

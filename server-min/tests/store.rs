@@ -44,7 +44,7 @@ async fn with_store<T>(
     path: &Path,
     f: impl AsyncFnOnce(&watchtrain_relay::store::Opened) -> T,
 ) -> T {
-    let opened = Store::open(path).unwrap();
+    let opened = Store::open(path, 10_000).unwrap();
     let out = f(&opened).await;
     let watchtrain_relay::store::Opened { store, thread, .. } = opened;
     drop(store);
@@ -75,8 +75,8 @@ async fn a_database_of_the_unversioned_layout_opens_with_nothing_lost() {
             let first = opened.trainings.iter().find(|t| t.id == 1).unwrap();
             assert_eq!(first.run_key, "run-a");
             assert_eq!(first.state.status(), Status::Completed);
-            assert_eq!(opened.store.history(1).await.len(), 50);
-            assert_eq!(opened.store.history(2).await.len(), 2);
+            assert_eq!(opened.store.history_page(1, None).await.unwrap().len(), 50);
+            assert_eq!(opened.store.history_page(2, None).await.unwrap().len(), 2);
         })
         .await;
         assert_eq!(user_version(&path), 1);
@@ -145,6 +145,9 @@ async fn a_database_of_a_newer_layout_is_refused_with_a_reason() {
         .unwrap()
         .pragma_update(None, "user_version", 99)
         .unwrap();
-    let error = Store::open(&path).err().expect("refused").to_string();
+    let error = Store::open(&path, 10_000)
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(error.contains("newer relay"), "{error}");
 }

@@ -17,6 +17,8 @@ fn main() {
         Screen::VERSA2,
         Screen::IONIC,
         Screen::new(800, 480),
+        // Painted twice as large (Scene::scale 2): the block adapter and the long-line pieces.
+        Screen::new(1600, 900),
     ];
     for name in scenarios::NAMES {
         let mut frames = Vec::new();

@@ -7,17 +7,28 @@
 //!
 //! # The chart's scales
 //!
-//! Metrics are split in two groups, each auto-scaled to its own finite range:
-//! the ones where lower is better (losses, errors: [`lower_is_better`]) share
-//! one scale, and all the others (accuracy, F1, ...) share a second one. A
+//! Metrics are grouped by their [`direction`], each group auto-scaled to its
+//! own finite range: the minimized ones (losses, errors) share one scale, the
+//! maximized ones (accuracy, F1, ...) a second one, and each metric without a
+//! direction (a learning rate, momentum, a gradient norm) has its own, in
+//! log10 when its values are positive and span a factor of 10 or more (a
+//! learning-rate schedule), so it is never a flat line at the bottom. A
 //! shared loss scale keeps train and valid loss comparable, so the gap that
 //! means overfitting is visible at a glance; a separate scale keeps a 0..1
 //! accuracy from being flattened by a loss of 3.0 (or the reverse). There is
 //! no room for axis labels on a watch, so the numbers are in the legend and the
 //! chart shows shapes: is it still improving, where was the best epoch. A
 //! yellow vertical line and a yellow tick mark the best epoch of the primary
-//! metric (the first validation loss, else the first loss, else the first
-//! metric).
+//! metric (see [`primary_metric`]); a training whose metrics have no direction
+//! has no best.
+//!
+//! At a desktop size (at least 600x400 layout units) the chart also has value
+//! axes: the minimized group on the left, the maximized group (else the first
+//! metric without a direction) on the right, each labelled in its metric's
+//! colour when it holds one metric, and epoch ticks along the bottom. From
+//! 1600x900 pixels on, the face is laid out at 800x450 or more and painted
+//! [`Scene::scale`] times larger, so its text grows with it. [`readout`] tells
+//! what the chart shows under a point (the browser's hover read-out).
 //!
 //! The x axis spans the planned epochs when they are known, so the chart fills
 //! up as the training runs; otherwise the epochs seen. The whole run is always
@@ -32,6 +43,8 @@ use embedded_graphics::pixelcolor::Rgb888;
 use embedded_graphics::prelude::*;
 use heapless::{String, Vec};
 use watchtrain_protocol::{lower_is_better, Status, TrainingState, MAX_METRICS};
+
+use crate::scene::MAX_TEXTS;
 
 use crate::format;
 use crate::icons::{Icon, ICON_SIZE};
@@ -53,6 +66,8 @@ struct Sizes {
     curve_width: u8,
     bar_height: i32,
     batch_bar_height: i32,
+    /// Value axes and epoch ticks around the chart.
+    axes: bool,
 }
 
 impl Sizes {
@@ -76,6 +91,7 @@ impl Sizes {
             curve_width: if big { 2 } else { 1 },
             bar_height: if big { 10 } else { 7 },
             batch_bar_height: if big { 6 } else { 4 },
+            axes: desktop,
         }
     }
 }
@@ -91,13 +107,34 @@ impl Sizes {
 /// assert_eq!(scene.texts[0].text, "(unnamed)");
 /// ```
 pub fn layout(state: &TrainingState, screen: Screen, theme: &Theme) -> Scene {
+    face(state, screen, theme).0
+}
+
+/// The smallest layout of a large face, in scene units: a face at least twice
+/// this size in both directions is laid out at `size / scale` and painted larger.
+const BASE: Screen = Screen::new(800, 450);
+
+/// How many pixels one scene unit is for `screen` (1 below twice [`BASE`]).
+fn scale_for(screen: Screen) -> u32 {
+    (screen.width / BASE.width)
+        .min(screen.height / BASE.height)
+        .max(1)
+}
+
+/// The face, and where its chart is when it has curves.
+// Not inlined: `layout` and `readout` share one copy in the wasm.
+#[inline(never)]
+fn face(state: &TrainingState, screen: Screen, theme: &Theme) -> (Scene, Option<Plot>) {
     let screen = screen.clamped();
-    let (w, h) = (screen.width as i32, screen.height as i32);
+    let k = scale_for(screen);
+    let (w, h) = ((screen.width / k) as i32, (screen.height / k) as i32);
     let m = Sizes::for_screen(w, h);
     let mut scene = Scene::new(screen);
+    scene.scale = k;
+    // Rounded up: with a scale, the background covers the last partial unit too.
     scene.rect(
         Point::zero(),
-        Size::new(w as u32, h as u32),
+        Size::new(screen.width.div_ceil(k), screen.height.div_ceil(k)),
         theme.background,
     );
 
@@ -226,15 +263,25 @@ pub fn layout(state: &TrainingState, screen: Screen, theme: &Theme) -> Scene {
     let rows = (n as i32 + cols - 1) / cols;
     let row_h = i32::from(m.legend.height()) + 2;
     let legend_top = h - m.bottom - rows * row_h;
-    let chart = Chart {
-        x0: m.margin_x,
-        x1: w - m.margin_x - 1,
-        y0: y + 2,
-        y1: legend_top - 6,
+    // Room for the value labels at the sides and the epoch labels below.
+    let (axis_w, ticks_h) = if m.axes {
+        (8 * sadv + 12, small_h + 6)
+    } else {
+        (0, 0)
     };
-    draw_chart(&mut scene, state, theme, &m, &chart);
+    let chart = Chart {
+        x0: m.margin_x + axis_w,
+        x1: w - m.margin_x - 1 - axis_w,
+        y0: y + 2,
+        y1: legend_top - 6 - ticks_h,
+    };
+    let plot = draw_chart(&mut scene, state, theme, &m, &chart);
     legend(&mut scene, state, theme, &m, legend_top, cols, row_h);
-    scene
+    // Last, so that the legend keeps its texts when the pool runs short.
+    if let Some(p) = plot.as_ref().filter(|_| m.axes) {
+        axes(&mut scene, theme, &m, p);
+    }
+    (scene, plot)
 }
 
 /// The offset of a font's alphabetic baseline from its top.
@@ -332,6 +379,7 @@ fn epoch_fraction(state: &TrainingState) -> f32 {
 }
 
 /// The chart's plot area, inclusive pixel bounds.
+#[derive(Clone, Copy)]
 struct Chart {
     x0: i32,
     x1: i32,
@@ -342,14 +390,109 @@ struct Chart {
 /// One point of the chart: an epoch and one value per metric.
 type Row<'a> = (u32, &'a [f32]);
 
-/// The scale of a group of metrics: finite min and max, padded.
-#[derive(Clone, Copy)]
+/// The scale of a group of metrics: finite min and max, padded; in log10 units when `log`.
+#[derive(Clone, Copy, Debug, PartialEq)]
 struct Scale {
     lo: f32,
     hi: f32,
+    log: bool,
 }
 
-fn scale_of(rows: &[Row<'_>], members: impl Fn(usize) -> bool) -> Option<Scale> {
+impl Scale {
+    /// A value in the scale's units.
+    fn map(self, v: f32) -> f32 {
+        if self.log {
+            libm::log10f(v)
+        } else {
+            v
+        }
+    }
+
+    /// The value at `t` of the scale's units.
+    fn value(self, t: f32) -> f32 {
+        if self.log {
+            pow10(t)
+        } else {
+            t
+        }
+    }
+}
+
+/// Which way a metric improves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Lower is better: losses, errors, perplexity.
+    Minimize,
+    /// Higher is better: accuracy, F1, AUC, precision, recall, IoU, Dice, BLEU.
+    Maximize,
+}
+
+/// The direction of a metric from its name; `None` for a learning rate, momentum,
+/// an epoch, a time or anything unknown (which then has no "best").
+///
+/// ```
+/// use watchtrain_watch::{direction, Direction};
+/// assert_eq!(direction("valid_loss"), Some(Direction::Minimize));
+/// assert_eq!(direction("val_accuracy"), Some(Direction::Maximize));
+/// assert_eq!(direction("mIoU"), Some(Direction::Maximize));
+/// assert_eq!(direction("lr"), None);
+/// assert_eq!(direction("learning_rate"), None);
+/// assert_eq!(direction("previous_momentum"), None);
+/// ```
+pub fn direction(name: &str) -> Option<Direction> {
+    const MAXIMIZED: [&str; 10] = [
+        "acc",
+        "f1",
+        "auc",
+        "auroc",
+        "precision",
+        "recall",
+        "iou",
+        "dice",
+        "bleu",
+        "rouge",
+    ];
+    if lower_is_better(name) {
+        return Some(Direction::Minimize);
+    }
+    // By word (`val_acc`, `top1-accuracy`, `mIoU`), so that `previous` is no `iou`.
+    let maximized = name
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|word| {
+            MAXIMIZED.iter().any(|m| {
+                let (w, m) = (word.as_bytes(), m.as_bytes());
+                w.len() >= m.len()
+                    && (w[..m.len()].eq_ignore_ascii_case(m)
+                        || w[w.len() - m.len()..].eq_ignore_ascii_case(m))
+            })
+        });
+    maximized.then_some(Direction::Maximize)
+}
+
+/// Which scale a metric is drawn on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    /// Shared by the minimized metrics.
+    Minimized,
+    /// Shared by the maximized metrics.
+    Maximized,
+    /// Its own (metric `i`, which has no direction).
+    Own(usize),
+}
+
+impl Group {
+    fn of(name: &str, i: usize) -> Group {
+        match direction(name) {
+            Some(Direction::Minimize) => Group::Minimized,
+            Some(Direction::Maximize) => Group::Maximized,
+            None => Group::Own(i),
+        }
+    }
+}
+
+/// The scale of the metrics `members` picks; in log10 when `may_log` and the values
+/// are positive and span a factor of 10 or more.
+fn scale_of(rows: &[Row<'_>], members: impl Fn(usize) -> bool, may_log: bool) -> Option<Scale> {
     let mut lo = f32::INFINITY;
     let mut hi = f32::NEG_INFINITY;
     for (_, values) in rows {
@@ -362,6 +505,10 @@ fn scale_of(rows: &[Row<'_>], members: impl Fn(usize) -> bool) -> Option<Scale> 
     }
     if lo > hi {
         return None;
+    }
+    let log = may_log && lo > 0.0 && hi / lo >= 10.0;
+    if log {
+        (lo, hi) = (libm::log10f(lo), libm::log10f(hi));
     }
     let mut range = hi - lo;
     if range <= 0.0 || !range.is_finite() {
@@ -376,6 +523,7 @@ fn scale_of(rows: &[Row<'_>], members: impl Fn(usize) -> bool) -> Option<Scale> 
     Some(Scale {
         lo: lo - pad,
         hi: hi + pad,
+        log,
     })
 }
 
@@ -385,25 +533,74 @@ impl Chart {
         self.x0 + (i64::from(epoch.min(span)) * w / i64::from(span.max(1))) as i32
     }
 
+    /// The y of value `v` on scale `s`.
     fn y(&self, v: f32, s: Scale) -> i32 {
-        let t = ((v - s.lo) / (s.hi - s.lo)).clamp(0.0, 1.0);
+        self.y_at(s.map(v), s)
+    }
+
+    /// The y of `t` in the units of scale `s`.
+    fn y_at(&self, t: f32, s: Scale) -> i32 {
+        let t = ((t - s.lo) / (s.hi - s.lo)).clamp(0.0, 1.0);
         self.y1 - (t * (self.y1 - self.y0) as f32 + 0.5) as i32
     }
 }
 
-/// The index of the primary metric: first validation loss, else first loss, else 0.
+/// The index of the primary metric, whose best epoch the chart marks: the first
+/// minimized validation metric, else the first minimized one, else the first
+/// maximized validation metric, else the first maximized one; none when no
+/// metric has a [`direction`].
 pub fn primary_metric(state: &TrainingState) -> Option<usize> {
-    let names = &state.metrics();
-    names
-        .iter()
-        .position(|n| lower_is_better(n) && n.contains("val"))
-        .or_else(|| names.iter().position(|n| lower_is_better(n)))
-        .or(if names.is_empty() { None } else { Some(0) })
+    let names = state.metrics();
+    let find = |d: Direction, valid: bool| {
+        names
+            .iter()
+            .position(|n| direction(n) == Some(d) && (!valid || n.contains("val")))
+    };
+    find(Direction::Minimize, true)
+        .or_else(|| find(Direction::Minimize, false))
+        .or_else(|| find(Direction::Maximize, true))
+        .or_else(|| find(Direction::Maximize, false))
 }
 
-fn draw_chart(scene: &mut Scene, state: &TrainingState, theme: &Theme, m: &Sizes, c: &Chart) {
+/// Where the chart was drawn and on which scales, for the axes and the read-out.
+struct Plot {
+    /// The plot area.
+    chart: Chart,
+    /// The last epoch the x axis spans (0-based).
+    span: u32,
+    /// The scale of the left axis and its labels' colour.
+    left: Option<(Scale, Rgb888)>,
+    /// The same for the right axis.
+    right: Option<(Scale, Rgb888)>,
+}
+
+/// The chart's rows: the kept history, then the latest epoch when it is newer.
+fn chart_rows(state: &TrainingState) -> Vec<Row<'_>, 132> {
+    let width = state.metrics().len();
+    let mut rows: Vec<Row<'_>, 132> = Vec::new();
+    for row in state.history_rows() {
+        let _ = rows.push(row);
+    }
+    if let Some(latest) = state.latest_epoch() {
+        if state.latest().len() == width
+            && width > 0
+            && rows.last().is_none_or(|(e, _)| *e < latest)
+        {
+            let _ = rows.push((latest, state.latest()));
+        }
+    }
+    rows
+}
+
+fn draw_chart(
+    scene: &mut Scene,
+    state: &TrainingState,
+    theme: &Theme,
+    m: &Sizes,
+    c: &Chart,
+) -> Option<Plot> {
     if c.y1 - c.y0 < 8 || c.x1 - c.x0 < 8 {
-        return;
+        return None;
     }
     // Frame: the top and bottom lines of the plot area.
     scene.line(
@@ -420,18 +617,7 @@ fn draw_chart(scene: &mut Scene, state: &TrainingState, theme: &Theme, m: &Sizes
     );
 
     let width = state.metrics().len();
-    let mut rows: Vec<Row<'_>, 132> = Vec::new();
-    for row in state.history_rows() {
-        let _ = rows.push(row);
-    }
-    if let Some(latest) = state.latest_epoch() {
-        if state.latest().len() == width
-            && width > 0
-            && rows.last().is_none_or(|(e, _)| *e < latest)
-        {
-            let _ = rows.push((latest, state.latest()));
-        }
-    }
+    let rows = chart_rows(state);
     if rows.is_empty() || width == 0 {
         let mid = (c.y0 + c.y1) / 2;
         let text = if state.status() == Status::Waiting {
@@ -452,7 +638,7 @@ fn draw_chart(scene: &mut Scene, state: &TrainingState, theme: &Theme, m: &Sizes
             Anchor::Middle,
             theme.dim,
         );
-        return;
+        return None;
     }
 
     let last_epoch = rows.last().map_or(0, |(e, _)| *e);
@@ -463,17 +649,36 @@ fn draw_chart(scene: &mut Scene, state: &TrainingState, theme: &Theme, m: &Sizes
     }
     .max(1);
 
-    let is_loss: Vec<bool, MAX_METRICS> =
-        state.metrics().iter().map(|n| lower_is_better(n)).collect();
-    let loss_scale = scale_of(&rows, |i| is_loss.get(i) == Some(&true));
-    let other_scale = scale_of(&rows, |i| is_loss.get(i) == Some(&false));
-    let scale = |i: usize| {
-        if is_loss.get(i) == Some(&true) {
-            loss_scale
+    let groups: Vec<Group, MAX_METRICS> = state
+        .metrics()
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Group::of(n, i))
+        .collect();
+    let scales: Vec<Option<Scale>, MAX_METRICS> = groups
+        .iter()
+        .map(|g| {
+            scale_of(
+                &rows,
+                |j| groups.get(j) == Some(g),
+                matches!(g, Group::Own(_)),
+            )
+        })
+        .collect();
+    let scale = |i: usize| scales.get(i).copied().flatten();
+    // An axis is labelled in its metric's colour when it is the only one on it.
+    let axis = |pick: &dyn Fn(Group) -> bool| {
+        let i = groups.iter().position(|g| pick(*g))?;
+        let alone = groups.iter().filter(|g| **g == groups[i]).count() == 1;
+        let color = if alone {
+            theme.metrics[i % theme.metrics.len()]
         } else {
-            other_scale
-        }
+            theme.dim
+        };
+        Some((scale(i)?, color))
     };
+    let left = axis(&|g| g == Group::Minimized);
+    let right = axis(&|g| g == Group::Maximized).or_else(|| axis(&|g| matches!(g, Group::Own(_))));
 
     // The best epoch of the primary metric: a vertical line behind the curves.
     let primary = primary_metric(state);
@@ -559,6 +764,179 @@ fn draw_chart(scene: &mut Scene, state: &TrainingState, theme: &Theme, m: &Sizes
         };
         scene.text(Point::new(x, c.y1 - 2), &label, m.small, anchor, theme.best);
     }
+    Some(Plot {
+        chart: *c,
+        span,
+        left,
+        right,
+    })
+}
+
+/// Value axes at the chart's sides and epoch ticks below it, as many labels as the
+/// text pool has room for (the legend comes first).
+fn axes(scene: &mut Scene, theme: &Theme, m: &Sizes, p: &Plot) {
+    use core::fmt::Write;
+    let c = &p.chart;
+    let room = MAX_TEXTS.saturating_sub(scene.texts.len());
+    let per_axis = (room / 3).min(6);
+    let epoch_labels = (room - 2 * per_axis).min(7);
+    // A label's baseline that centres it on a tick.
+    let centre = baseline(m.small) - i32::from(m.small.height()) / 2;
+    for (axis, x, out, anchor) in [
+        (p.left, c.x0 - 1, -1, Anchor::End),
+        (p.right, c.x1 + 1, 1, Anchor::Start),
+    ] {
+        let Some((s, color)) = axis else { continue };
+        scene.line(Point::new(x, c.y0), Point::new(x, c.y1), 1, theme.track);
+        let mut ticks = nice_ticks(s.lo, s.hi, per_axis);
+        // On a log axis whole powers of ten read best, when there are two or more.
+        if s.log && ticks.iter().filter(|t| is_whole(**t)).count() >= 2 {
+            ticks.retain(|t| is_whole(*t));
+        }
+        for t in ticks {
+            let y = c.y_at(t, s);
+            scene.line(Point::new(x, y), Point::new(x + 3 * out, y), 1, theme.dim);
+            let label = if s.log && is_whole(t) && t != 0.0 {
+                let mut power = String::new();
+                let _ = write!(power, "1e{}", t as i32);
+                power
+            } else {
+                tick_label(s.value(t))
+            };
+            // Apart from the tick, so that it does not read as a minus sign.
+            let at = Point::new(x + 9 * out, y + centre);
+            scene.text(at, &label, m.small, anchor, color);
+        }
+    }
+    // Epochs are shown counted from 1.
+    let last = (p.span + 1) as f32;
+    for t in nice_ticks(1.0, last, epoch_labels) {
+        if !is_whole(t) {
+            continue;
+        }
+        let x = c.x(t as u32 - 1, p.span);
+        scene.line(
+            Point::new(x, c.y1 + 2),
+            Point::new(x, c.y1 + 4),
+            1,
+            theme.dim,
+        );
+        let mut label: String<12> = String::new();
+        let _ = write!(label, "{}", t as u32);
+        let at = Point::new(x, c.y1 + 5 + baseline(m.small));
+        scene.text(at, &label, m.small, Anchor::Middle, theme.dim);
+    }
+}
+
+/// Up to `max` round values (1, 2 or 5 times a power of ten apart) in `lo..=hi`,
+/// as many as fit.
+fn nice_ticks(lo: f32, hi: f32, max: usize) -> Vec<f32, 8> {
+    let mut ticks = Vec::new();
+    let max = max.min(ticks.capacity());
+    let range = hi - lo;
+    if max < 2 || range.is_nan() || range <= 0.0 || range.is_infinite() {
+        return ticks;
+    }
+    // Multiplied out, so that steps of 0.5 or 2 are exact and whole ticks stay whole.
+    let exponent = libm::floorf(libm::log10f((hi - lo) / max as f32)) as i32;
+    let magnitude =
+        (0..exponent.unsigned_abs()).fold(
+            1.0f32,
+            |m, _| {
+                if exponent > 0 {
+                    m * 10.0
+                } else {
+                    m / 10.0
+                }
+            },
+        );
+    let count = |step: f32| libm::floorf(hi / step) - libm::ceilf(lo / step) + 1.0;
+    let Some(step) = [1.0, 2.0, 5.0, 10.0, 20.0]
+        .into_iter()
+        .map(|f| f * magnitude)
+        .find(|s| count(*s) <= max as f32)
+    else {
+        return ticks;
+    };
+    let first = libm::ceilf(lo / step);
+    for j in 0..count(step) as usize {
+        let t = (first + j as f32) * step;
+        // 0.1 + 0.2 is not 0.3: snap what is zero to zero.
+        let _ = ticks.push(if t.abs() < step * 1e-3 { 0.0 } else { t });
+    }
+    ticks
+}
+
+/// 10 to the power `t`.
+fn pow10(t: f32) -> f32 {
+    libm::expf(t * core::f32::consts::LN_10)
+}
+
+/// True for a whole number.
+fn is_whole(t: f32) -> bool {
+    libm::truncf(t) == t
+}
+
+/// A tick's value without trailing zeros: `0.5`, `1`, `2e-3`.
+fn tick_label(v: f32) -> String<12> {
+    let full = format::value(v);
+    let (mantissa, exponent) = full.split_once('e').unwrap_or((&full, ""));
+    let mantissa = if mantissa.contains('.') {
+        mantissa.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        mantissa
+    };
+    let mut label = String::new();
+    let _ = label.push_str(mantissa);
+    if !exponent.is_empty() {
+        let _ = label.push('e');
+        let _ = label.push_str(exponent);
+    }
+    label
+}
+
+/// What the chart shows under a point of the face.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Readout {
+    /// The epoch nearest to the point (0-based).
+    pub epoch: u32,
+    /// The x of that epoch on the face, in pixels.
+    pub x: i32,
+    /// Each metric's value at that epoch, in registration order.
+    pub values: Vec<f32, MAX_METRICS>,
+}
+
+/// The epoch of the chart nearest to `at` (a pixel of the face of `screen`) and
+/// its values; `None` when `at` is not over the chart or the chart is empty.
+/// Uses the same layout as [`layout`], so it matches what is drawn.
+///
+/// ```
+/// use embedded_graphics::prelude::Point;
+/// use watchtrain_watch::{readout, scenarios, Screen, Theme};
+/// let state = scenarios::state("mid_epoch").unwrap();
+/// let screen = Screen::new(960, 540);
+/// let r = readout(&state, screen, &Theme::dark(), Point::new(850, 300)).unwrap();
+/// assert_eq!(r.epoch, 3); // the last epoch done, nearest to the right edge
+/// assert!(readout(&state, screen, &Theme::dark(), Point::new(5, 5)).is_none());
+/// ```
+pub fn readout(state: &TrainingState, screen: Screen, theme: &Theme, at: Point) -> Option<Readout> {
+    let (scene, plot) = face(state, screen, theme);
+    let p = plot?;
+    let (c, k) = (p.chart, scene.scale as i32);
+    let at = Point::new(at.x / k, at.y / k);
+    let slack = 6;
+    if at.x < c.x0 - slack || at.x > c.x1 + slack || at.y < c.y0 - slack || at.y > c.y1 + slack {
+        return None;
+    }
+    let rows = chart_rows(state);
+    let (epoch, values) = rows
+        .iter()
+        .min_by_key(|(e, _)| (c.x(*e, p.span) - at.x).abs())?;
+    Some(Readout {
+        epoch: *epoch,
+        x: c.x(*epoch, p.span) * k + k / 2,
+        values: values.iter().copied().collect(),
+    })
 }
 
 fn legend(
@@ -574,7 +952,7 @@ fn legend(
     if n == 0 {
         return;
     }
-    let w = scene.screen.width as i32;
+    let w = (scene.screen.width / scene.scale) as i32;
     let gap = 12;
     let cell_w = (w - 2 * m.margin_x - gap * (cols - 1)) / cols;
     let adv = m.legend.advance() as i32;
@@ -671,6 +1049,153 @@ mod tests {
                 Rgb888::GREEN,
             );
             draw(&scene).assert_pattern(&[expected]);
+        }
+    }
+
+    /// A running training with `metrics` and one stats row per epoch of `rows`.
+    fn state_of(metrics: &[&str], epochs: u32, rows: &[&[f32]]) -> TrainingState {
+        use watchtrain_protocol::*;
+        let mut state = TrainingState::new();
+        let register = Register {
+            metrics: metrics.iter().map(|m| truncated(m)).collect(),
+            epochs,
+            ..Default::default()
+        };
+        let frame = |action| Frame {
+            training_id: 1,
+            seq: 0,
+            action,
+        };
+        state.apply(&frame(Action::Register(register))).unwrap();
+        for (e, values) in rows.iter().enumerate() {
+            let stats = Stats {
+                epoch: e as u32,
+                duration_ms: 1,
+                values: Values::from_slice(values).unwrap(),
+            };
+            state.apply(&frame(Action::Stats(stats))).unwrap();
+        }
+        state
+    }
+
+    fn texts(scene: &Scene) -> std::vec::Vec<&str> {
+        scene.texts.iter().map(|t| t.text.as_str()).collect()
+    }
+
+    #[test]
+    fn metrics_without_a_direction_have_no_best() {
+        let rows: [&[f32]; 3] = [&[0.1, 0.9], &[0.05, 0.95], &[0.01, 0.9]];
+        let state = state_of(&["lr", "momentum"], 5, &rows);
+        assert_eq!(primary_metric(&state), None);
+        for screen in [Screen::VERSA3, Screen::new(960, 540)] {
+            let scene = layout(&state, screen, &Theme::dark());
+            assert!(!texts(&scene).iter().any(|t| t.starts_with("best")));
+        }
+        // With a maximized metric, its best is marked: the highest accuracy, epoch 2.
+        let rows: [&[f32]; 3] = [&[0.1, 0.5], &[0.05, 0.8], &[0.01, 0.7]];
+        let state = state_of(&["lr", "accuracy"], 5, &rows);
+        assert_eq!(primary_metric(&state), Some(1));
+        assert!(texts(&layout(&state, Screen::VERSA3, &Theme::dark())).contains(&"best 2"));
+    }
+
+    #[test]
+    fn a_learning_rate_spanning_decades_is_drawn_on_a_log_axis() {
+        // Loss 2..1, learning rate 1e-2 down to 1e-4: on a linear scale shared with
+        // anything else the rate is a flat line at the bottom.
+        let rows: [&[f32]; 5] = [
+            &[2.0, 1e-2],
+            &[1.6, 3e-3],
+            &[1.3, 1e-3],
+            &[1.1, 3e-4],
+            &[1.0, 1e-4],
+        ];
+        let state = state_of(&["train_loss", "lr"], 5, &rows);
+        let mut theme = Theme::dark();
+        theme.metrics[1] = Rgb888::GREEN;
+        let scene = layout(&state, Screen::new(960, 540), &theme);
+        let ys: std::vec::Vec<i32> = scene
+            .lines
+            .iter()
+            .filter(|l| l.color == Rgb888::GREEN)
+            .flat_map(|l| [l.start.y, l.end.y])
+            .collect();
+        let (top, bottom) = (*ys.iter().min().unwrap(), *ys.iter().max().unwrap());
+        assert!(bottom - top > 200, "lr spans {top}..{bottom}");
+        // Even steps in log10: the drop from 1e-2 to 1e-3 is as tall as from 1e-3 to 1e-4.
+        let (y0, y2, y4) = (ys[0], ys[3], ys[ys.len() - 1]);
+        assert!(((y2 - y0) - (y4 - y2)).abs() <= 2, "{y0} {y2} {y4}");
+        // The right axis is the rate's, in its colour, labelled in powers of ten.
+        let labels: std::vec::Vec<&str> = scene
+            .texts
+            .iter()
+            .filter(|t| t.color == Rgb888::GREEN)
+            .map(|t| t.text.as_str())
+            .collect();
+        assert!(
+            labels.contains(&"1e-3") && labels.contains(&"1e-2"),
+            "{labels:?}"
+        );
+        // The left axis holds the loss, the bottom the epochs 1..5.
+        let all = texts(&scene);
+        assert!(all.contains(&"1.2") && all.contains(&"2"), "{all:?}");
+        assert!(
+            ["1", "2", "3", "4", "5"].iter().all(|e| all.contains(e)),
+            "{all:?}"
+        );
+    }
+
+    #[test]
+    fn watch_faces_have_no_axes_and_large_faces_scale_their_text() {
+        let rows: [&[f32]; 2] = [&[2.0, 0.5], &[1.0, 0.7]];
+        let state = state_of(&["loss", "accuracy"], 4, &rows);
+        let watch = layout(&state, Screen::VERSA3, &Theme::dark());
+        assert_eq!(watch.scale, 1);
+        assert!(!texts(&watch).contains(&"0.6"), "{:?}", texts(&watch));
+        let desktop = layout(&state, Screen::new(960, 540), &Theme::dark());
+        assert_eq!(desktop.scale, 1);
+        assert!(texts(&desktop).contains(&"0.6"), "{:?}", texts(&desktop));
+        // 1920x1080 is the 960x540 layout, painted twice as large.
+        let large = layout(&state, Screen::new(1920, 1080), &Theme::dark());
+        assert_eq!(large.scale, 2);
+        assert_eq!(large.texts, desktop.texts);
+        let (small_px, large_px) = (
+            crate::render(&state, Screen::new(960, 540), &Theme::dark()),
+            crate::render(&state, Screen::new(1920, 1080), &Theme::dark()),
+        );
+        // A title pixel of the small face is a 2x2 block of the large one.
+        let title = desktop.texts[0].pos;
+        for dx in 0..40 {
+            let p = (title.x as u32 + dx, title.y as u32 - 4);
+            let block = [(0, 0), (1, 0), (0, 1), (1, 1)]
+                .map(|(a, b)| large_px.pixel(2 * p.0 + a, 2 * p.1 + b));
+            assert!(
+                block.iter().all(|c| *c == small_px.pixel(p.0, p.1)),
+                "at {p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_readout_is_the_epoch_under_the_pointer() {
+        let rows: [&[f32]; 3] = [&[2.0, 0.5], &[1.0, 0.7], &[0.8, 0.75]];
+        let state = state_of(&["loss", "accuracy"], 3, &rows);
+        let theme = Theme::dark();
+        for screen in [
+            Screen::new(960, 540),
+            Screen::new(1920, 1080),
+            Screen::VERSA3,
+        ] {
+            let (_, plot) = face(&state, screen, &theme);
+            let p = plot.unwrap();
+            let k = scale_for(screen) as i32;
+            let mid_y = (p.chart.y0 + p.chart.y1) / 2 * k;
+            for (epoch, values) in rows.iter().enumerate() {
+                let x = p.chart.x(epoch as u32, p.span) * k;
+                let r = readout(&state, screen, &theme, Point::new(x + 1, mid_y)).unwrap();
+                assert_eq!((r.epoch, &r.values[..]), (epoch as u32, *values));
+                assert!((r.x - x).abs() <= k);
+            }
+            assert_eq!(readout(&state, screen, &theme, Point::new(1, 1)), None);
         }
     }
 

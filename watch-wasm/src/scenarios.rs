@@ -9,7 +9,7 @@ use watchtrain_protocol::{
 };
 
 /// Every scenario's name, in a stable order.
-pub const NAMES: [&str; 9] = [
+pub const NAMES: [&str; 10] = [
     "no_data",
     "first_epoch",
     "mid_epoch",
@@ -19,6 +19,7 @@ pub const NAMES: [&str; 9] = [
     "finished",
     "failed",
     "long_names",
+    "lr_schedule",
 ];
 
 /// The frames of scenario `name`, or `None` for an unknown name.
@@ -94,6 +95,17 @@ pub fn frames(name: &str) -> Option<Vec<Frame>> {
             let mut r = Run::new("a very long training name that is cut", &names, 40, 0);
             r.epochs(0..13, 1.0);
             r.progress(Phase::Valid, 13, 2, 50);
+            r.frames
+        }
+        "lr_schedule" => {
+            let mut r = Run::new(
+                "convnext cifar10",
+                &["train_loss", "valid_loss", "accuracy", "lr"],
+                20,
+                0,
+            );
+            r.epochs(0..13, 1.0);
+            r.progress(Phase::Train, 13, 150, 390);
             r.frames
         }
         _ => return None,
@@ -178,6 +190,13 @@ impl Run {
                             base + 0.9 * (t - 0.55).max(0.0).powi(2) + wobble
                         } else {
                             base + wobble * 0.5
+                        }
+                    } else if name == "lr" {
+                        // One cycle: up tenfold over the first quarter, then down two decades.
+                        if t < 0.25 {
+                            1e-3 + 9e-3 * t / 0.25
+                        } else {
+                            1e-2 * 10f32.powf(-2.0 * (t - 0.25) / 0.75)
                         }
                     } else if name.contains("rate") {
                         0.01 * (1.0 - t)

@@ -135,6 +135,10 @@ pub struct ImageItem {
 pub struct Scene {
     /// The screen the scene was laid out for.
     pub screen: Screen,
+    /// How many screen pixels one scene unit is (1 on a watch): a large face is laid
+    /// out at a fraction of its size and painted `scale` times larger, so its text
+    /// grows with it. The vector ops (for a watch) ignore it.
+    pub scale: u32,
     /// Filled rectangles; the first is the background.
     pub rects: Vec<RectItem, MAX_RECTS>,
     /// Lines (chart curves, axes, marks).
@@ -150,6 +154,7 @@ impl Scene {
     pub fn new(screen: Screen) -> Scene {
         Scene {
             screen,
+            scale: 1,
             rects: Vec::new(),
             lines: Vec::new(),
             texts: Vec::new(),
@@ -198,17 +203,98 @@ impl Scene {
         D: DrawTarget,
         D::Color: From<Rgb888>,
     {
-        for r in &self.rects {
-            draw_rect(r, target)?;
+        if self.scale > 1 {
+            self.draw_scaled_shapes(target)?;
+        } else {
+            for r in &self.rects {
+                draw_rect(r, target)?;
+            }
+            for l in &self.lines {
+                draw_line(l, target)?;
+            }
         }
-        for l in &self.lines {
-            draw_line(l, target)?;
-        }
+        // Texts and icons through one adapter, enlarged when scaled: one copy of the
+        // font and bitmap code in the wasm.
+        let mut blocks = Blocks {
+            target,
+            k: self.scale.max(1),
+        };
         for t in &self.texts {
-            draw_text(t, target)?;
+            draw_text(t, &mut blocks)?;
         }
         for i in &self.images {
-            i.icon.draw(i.pos, target)?;
+            i.icon.draw(i.pos, &mut blocks)?;
+        }
+        Ok(())
+    }
+}
+
+impl Scene {
+    /// The rectangles and lines of [`Scene::draw`] at `scale`, at full resolution.
+    fn draw_scaled_shapes<D>(&self, target: &mut D) -> Result<(), D::Error>
+    where
+        D: DrawTarget,
+        D::Color: From<Rgb888>,
+    {
+        let k = self.scale;
+        let ki = k as i32;
+        // A line runs through the middle of its pixels' blocks.
+        let mid = |p: Point| p * ki + Point::new(ki / 2, ki / 2);
+        for r in &self.rects {
+            let rect = Rectangle::new(r.rect.top_left * ki, r.rect.size * k);
+            target.fill_solid(&rect, r.color.into())?;
+        }
+        for l in &self.lines {
+            let (start, end) = (mid(l.start), mid(l.end));
+            let width = (u32::from(l.width) * k).min(MAX_SCALED_WIDTH) as u8;
+            // embedded-graphics squares width times length in an i32: long thick lines
+            // are drawn in pieces of at most MAX_PIECE pixels.
+            let d = end - start;
+            let pieces = (d.x.unsigned_abs().max(d.y.unsigned_abs()) / MAX_PIECE + 1) as i32;
+            let at = |i: i32| start + d * i / pieces;
+            for i in 0..pieces {
+                let piece = LineItem {
+                    start: at(i),
+                    end: at(i + 1),
+                    width,
+                    color: l.color,
+                };
+                draw_line(&piece, target)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The widest line of a scaled scene, in pixels.
+const MAX_SCALED_WIDTH: u32 = 24;
+/// The longest piece (in x or y) a scaled line is drawn in: (2 x 24)^2 x 2 x 600^2 fits an i32.
+const MAX_PIECE: u32 = 600;
+
+/// A draw target that paints each pixel as a `k` x `k` block of the target below.
+struct Blocks<'a, D> {
+    target: &'a mut D,
+    k: u32,
+}
+
+impl<D: DrawTarget> OriginDimensions for Blocks<'_, D> {
+    fn size(&self) -> Size {
+        self.target.bounding_box().size / self.k
+    }
+}
+
+impl<D: DrawTarget> DrawTarget for Blocks<'_, D> {
+    type Color = D::Color;
+    type Error = D::Error;
+
+    fn draw_iter<I>(&mut self, pixels: I) -> Result<(), Self::Error>
+    where
+        I: IntoIterator<Item = Pixel<Self::Color>>,
+    {
+        let k = self.k;
+        for Pixel(p, color) in pixels {
+            let block = Rectangle::new(p * k as i32, Size::new(k, k));
+            self.target.fill_solid(&block, color)?;
         }
         Ok(())
     }

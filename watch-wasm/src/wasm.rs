@@ -16,7 +16,9 @@
 use wasm_bindgen::prelude::*;
 use watchtrain_protocol::{Frame, TrainingState};
 
-use crate::{layout, vector, Framebuffer, Scene, Screen, Theme};
+use embedded_graphics::prelude::Point;
+
+use crate::{format, layout, readout, vector, Framebuffer, Scene, Screen, Theme};
 
 /// One face: a training's state, a screen size, the last rendered picture.
 #[wasm_bindgen]
@@ -138,5 +140,24 @@ impl View {
     /// The training's status word (`running`, `stalled`, ...).
     pub fn status(&self) -> String {
         self.state.status().as_str().into()
+    }
+
+    /// The hover read-out: what the chart shows nearest to pixel (`x`, `y`) of the
+    /// face, as `epoch N` and one `name value` line per metric; empty when the
+    /// point is not over the chart.
+    pub fn readout(&self, x: i32, y: i32) -> String {
+        let Some(r) = readout(&self.state, self.screen, &self.theme, Point::new(x, y)) else {
+            return String::new();
+        };
+        let mut text = format!("epoch {}", r.epoch + 1);
+        for (name, v) in self.state.metrics().iter().zip(&r.values) {
+            text += &format!("\n{name} {}", format::value(*v));
+        }
+        text
+    }
+
+    /// The x (pixels) of the epoch the read-out at (`x`, `y`) shows, or -1.
+    pub fn readout_x(&self, x: i32, y: i32) -> i32 {
+        readout(&self.state, self.screen, &self.theme, Point::new(x, y)).map_or(-1, |r| r.x)
     }
 }

@@ -10,6 +10,12 @@ use std::path::PathBuf;
 use watchtrain_watch::{render, scenarios, Framebuffer, Screen, Theme};
 
 const SCREENS: [Screen; 3] = [Screen::VERSA3, Screen::VERSA2, Screen::IONIC];
+const DESKTOP: [(&str, Screen); 4] = [
+    ("mid_epoch", Screen::new(800, 480)),
+    ("lr_schedule", Screen::new(960, 540)),
+    ("lr_schedule", Screen::new(1920, 1080)),
+    ("decimated_200", Screen::new(1280, 720)),
+];
 
 fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
@@ -72,15 +78,21 @@ fn every_scenario_on_every_watch_screen_matches_its_golden() {
             checked += 1;
         }
     }
-    // A desktop-sized face for the browser's large view.
-    let state = scenarios::state("mid_epoch").unwrap();
-    check(
-        "mid_epoch_800x480",
-        &render(&state, Screen::new(800, 480), &Theme::dark()),
-        &mut failures,
+    // Desktop-sized faces (the browser's large view, face.png): value axes and epoch
+    // ticks, a learning rate on its own log axis, and text twice as large at 1920x1080.
+    for (scenario, screen) in DESKTOP {
+        let state = scenarios::state(scenario).unwrap();
+        check(
+            &format!("{scenario}_{}x{}", screen.width, screen.height),
+            &render(&state, screen, &Theme::dark()),
+            &mut failures,
+        );
+        checked += 1;
+    }
+    assert_eq!(
+        checked,
+        scenarios::NAMES.len() * SCREENS.len() + DESKTOP.len()
     );
-    checked += 1;
-    assert_eq!(checked, scenarios::NAMES.len() * SCREENS.len() + 1);
     assert!(
         failures.is_empty(),
         "{} of {checked} faces differ:\n{}",

@@ -75,15 +75,18 @@ pub enum Error {
 
 impl Error {
     /// Retrying cannot help: a configuration the user must change (URL, token, certificate).
+    /// A refusal is, unless the relay is only busy (HTTP 408, 429, 5xx).
     pub fn is_permanent(&self) -> bool {
-        matches!(
-            self,
+        match self {
+            Error::Refused { status, .. } => {
+                (400..500).contains(status) && ![408, 429].contains(status)
+            }
             Error::BadUrl { .. }
-                | Error::CaFile { .. }
-                | Error::Tls(_)
-                | Error::Refused { .. }
-                | Error::Rejected { .. }
-        )
+            | Error::CaFile { .. }
+            | Error::Tls(_)
+            | Error::Rejected { .. } => true,
+            _ => false,
+        }
     }
 
     /// Classifies a tungstenite error by its type: an HTTP refusal, a TLS failure
@@ -439,5 +442,40 @@ impl Connection {
         }
         let _ = self.tcp.set_read_timeout(Some(timeout));
         while self.ws.read().is_ok() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_classified_by_type() {
+        let tls = io::Error::new(io::ErrorKind::InvalidData, rustls::Error::DecryptError);
+        assert!(matches!(
+            Error::from_ws("h:1", tungstenite::Error::Io(tls)),
+            Error::Tls(rustls::Error::DecryptError)
+        ));
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert!(matches!(
+            Error::from_ws("h:1", tungstenite::Error::Io(refused)),
+            Error::Unreachable { .. }
+        ));
+        let body = br#"{"error":"forbidden","message":"a consumer token cannot publish"}"#;
+        let response = tungstenite::http::Response::builder()
+            .status(403)
+            .body(Some(body.to_vec()))
+            .unwrap();
+        let e = Error::from_ws("h:1", tungstenite::Error::Http(Box::new(response)));
+        assert_eq!(
+            e.to_string(),
+            "the relay refused (HTTP 403): a consumer token cannot publish"
+        );
+        assert!(e.is_permanent());
+        let busy = Error::Refused {
+            status: 503,
+            reason: "too many".into(),
+        };
+        assert!(!busy.is_permanent());
     }
 }

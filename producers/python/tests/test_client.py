@@ -252,18 +252,23 @@ def test_off_is_a_no_op():
 
 
 def test_environment_configures_the_run(relay):
-    result = run_python(
-        "import watchtrain\n"
-        "run = watchtrain.Run()\n"
-        "run.log_epoch(0, loss=0.25)\n"
-        "run.finish()\n"
-        "print(run.training_id)\n",
-        env={"WATCHTRAIN_URL": relay.url, "WATCHTRAIN_NAME": "from env", "WATCHTRAIN_RUN_KEY": "env-key"},
-    )
-    assert result.returncode == 0, result.stderr
-    training_id = int(result.stdout)
-    state = relay.state(training_id)
-    assert state["name"] == "from env" and state["run_key"] == "env-key" and state["status"] == "completed"
+    env = {"WATCHTRAIN_URL": relay.url, "WATCHTRAIN_NAME": "from env", "WATCHTRAIN_RUN_KEY": "env-key"}
+    ids = []
+    for epoch in range(2):  # the same run key: the second process continues the first one's training
+        result = run_python(
+            "import watchtrain\n"
+            "run = watchtrain.Run()\n"
+            f"run.log_epoch({epoch}, loss=0.25)\n"
+            "run.finish()\n"
+            "print(run.training_id)\n",
+            env=env,
+        )
+        assert result.returncode == 0, result.stderr
+        ids.append(int(result.stdout))
+    assert ids[0] == ids[1] != 0
+    state = relay.state(ids[0])
+    assert state["name"] == "from env" and state["status"] == "completed"
+    assert [r[0] for r in relay.history(ids[0])] == [0, 1]
 
 
 def test_atexit_reports_an_uncaught_exception(relay):

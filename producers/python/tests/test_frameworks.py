@@ -535,3 +535,12 @@ def test_lightning_ddp_on_two_devices_registers_one_training(relay, tmp_path):
     training = finished(relay, "lightning ddp")
     assert training["status"] == "completed"
     assert [r[0] for r in relay.history(training["id"])] == [0, 1]
+
+
+@pytest.mark.parametrize("framework", ["fastai", "lightning", "keras", "transformers"])
+def test_a_callback_with_a_malformed_url_fails_at_construction(framework):
+    need(framework)
+    module = importlib.import_module(f"watchtrain.{framework}")
+    with pytest.raises(ValueError, match="bad relay URL"):
+        module.WatchtrainCallback("my experiment")  # the name where the URL goes
+    module.WatchtrainCallback("off")

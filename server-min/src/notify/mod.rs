@@ -125,6 +125,22 @@ pub struct Change {
     pub state: TrainingState,
     /// The event, when the change is one.
     pub event: Option<Happening>,
+    /// True when an ended training runs again: its events may be told again.
+    pub reopened: bool,
+}
+
+impl Change {
+    /// A training's state as it is, without an event (for the bridge's catch-ups).
+    pub fn current(id: u32, updated_ms: u64, state: TrainingState) -> Change {
+        Change {
+            id,
+            created_ms: 0,
+            updated_ms,
+            state,
+            event: None,
+            reopened: false,
+        }
+    }
 }
 
 /// Counters of what the notifier and the bridge did, for `/metrics`.
@@ -222,6 +238,7 @@ impl Outlet {
                 updated_ms: training.updated_ms,
                 state: training.state.clone(),
                 event,
+                reopened: before.is_finished() && !training.state.status().is_finished(),
             }));
         }
     }
@@ -335,25 +352,38 @@ impl Facts {
         out
     }
 
+    /// A title for `event`: the name and what happened, e.g. `resnet18 pets finished`.
+    pub fn title(&self, event: Happening) -> String {
+        let what = match event {
+            Happening::Finished if self.status == Status::Cancelled => "was cancelled",
+            Happening::Finished => "finished",
+            Happening::Failed => "failed",
+            Happening::Nan => "went NaN",
+            Happening::Stalled => "stalled",
+            Happening::Resumed => "resumed",
+        };
+        format!("{} {what}", self.name)
+    }
+
     /// One line that reads like a person wrote it, e.g.
     /// `resnet18 pets finished: 10/10 epochs in 42m, best valid_loss 0.183 at epoch 8, accuracy 0.947`.
     pub fn summary(&self, event: Happening, now_ms: u64) -> String {
-        let name = &self.name;
+        let head = self.title(event);
         let epochs = self.epochs_text();
         let took = duration(self.elapsed_ms);
         let results = self.results_text();
         match event {
             Happening::Finished if self.status == Status::Cancelled => {
-                format!("{name} was cancelled after {epochs} ({took}){results}")
+                format!("{head} after {epochs} ({took}){results}")
             }
-            Happening::Finished => format!("{name} finished: {epochs} in {took}{results}"),
+            Happening::Finished => format!("{head}: {epochs} in {took}{results}"),
             Happening::Failed => {
                 let why = if self.reason.is_empty() {
                     String::new()
                 } else {
                     format!(": {}", self.reason)
                 };
-                format!("{name} failed after {epochs} ({took}){why}{results}")
+                format!("{head} after {epochs} ({took}){why}{results}")
             }
             Happening::Nan => {
                 let bad: Vec<String> = self
@@ -364,16 +394,16 @@ impl Facts {
                     .map(|(n, v)| format!("{n} {}", number(*v)))
                     .collect();
                 format!(
-                    "{name} went NaN in epoch {}: {}",
+                    "{head} in epoch {}: {}",
                     self.epoch_of_total(),
                     bad.join(", ")
                 )
             }
             Happening::Stalled => format!(
-                "{name} stalled after {epochs}: nothing heard for {}",
+                "{head} after {epochs}: nothing heard for {}",
                 duration(now_ms.saturating_sub(self.updated_ms))
             ),
-            Happening::Resumed => format!("{name} resumed after {epochs}{results}"),
+            Happening::Resumed => format!("{head} after {epochs}{results}"),
         }
     }
 
@@ -484,21 +514,34 @@ impl Told {
                  event TEXT NOT NULL,
                  at_ms INTEGER NOT NULL,
                  PRIMARY KEY (training_id, created_ms, event)
-             );
-             DELETE FROM notified WHERE training_id NOT IN (SELECT id FROM trainings);",
+             );",
         )
-        .or_else(|e| {
-            // With `:memory:` there is no trainings table to clean up against.
-            if db.as_os_str() == ":memory:" {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })
         .map_err(|e| e.to_string())?;
+        // Forget trainings the relay dropped; a failure here (e.g. `:memory:`, which has
+        // no trainings table on this connection) only leaves a few rows behind.
+        let _ = conn.execute(
+            "DELETE FROM notified WHERE training_id NOT IN (SELECT id FROM trainings)",
+            [],
+        );
         Ok(Told {
             conn: Arc::new(Mutex::new(conn)),
         })
+    }
+
+    /// Forgets what was told about a training, when it runs again after it ended.
+    async fn forget(&self, id: u32, created_ms: u64) {
+        let conn = self.conn.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            conn.execute(
+                "DELETE FROM notified WHERE training_id = ?1 AND created_ms = ?2",
+                params![id, created_ms as i64],
+            )
+        })
+        .await;
+        if let Ok(Err(e)) = done {
+            tracing::warn!(error = %e, "cannot forget the notifications of a reopened training");
+        }
     }
 
     /// Records `event` for the training; true when it was not recorded before.
@@ -656,12 +699,24 @@ impl Notice {
         Notice { event, facts, text }
     }
 
-    /// The webhook body: the facts, the event, and the summary as `text` and `content`.
+    /// The webhook body: the facts, the event, and the summary as `text`, `content` and `body`.
     pub fn json(&self) -> Value {
         let mut map = self.facts.to_json();
         map.insert("event".into(), self.event.as_str().into());
-        map.insert("text".into(), self.text.clone().into());
-        map.insert("content".into(), self.text.clone().into());
+        // The summary under the names chat services read: Slack `text`, Discord
+        // `content`, apprise-api `body` (with its `title` and `type`).
+        for key in ["text", "content", "body"] {
+            map.insert(key.into(), self.text.clone().into());
+        }
+        map.insert("title".into(), self.facts.title(self.event).into());
+        let kind = match self.event {
+            Happening::Finished if self.facts.status == Status::Cancelled => "warning",
+            Happening::Finished => "success",
+            Happening::Failed | Happening::Nan => "failure",
+            Happening::Stalled => "warning",
+            Happening::Resumed => "info",
+        };
+        map.insert("type".into(), kind.into());
         Value::Object(map)
     }
 }
@@ -701,6 +756,9 @@ async fn notifier(
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
+        if change.reopened {
+            told.forget(change.id, change.created_ms).await;
+        }
         let Some(event) = change.event else { continue };
         let wanted: Vec<_> = queues
             .iter()
@@ -799,13 +857,7 @@ mod tests {
     }
 
     fn change(state: TrainingState, updated_ms: u64) -> Change {
-        Change {
-            id: 7,
-            created_ms: 1,
-            updated_ms,
-            state,
-            event: None,
-        }
+        Change::current(7, updated_ms, state)
     }
 
     #[test]

@@ -159,11 +159,11 @@ impl Target {
                     Happening::Stalled => ("high", "hourglass"),
                     Happening::Resumed => ("low", "arrow_forward"),
                 };
-                let title = notice.text.split(':').next().unwrap_or(&notice.text);
+                let title = notice.facts.title(notice.event);
                 Outgoing {
                     content_type: "text/plain; charset=utf-8",
                     headers: vec![
-                        ("title", header_text(title)),
+                        ("title", header_text(&title)),
                         ("priority", priority.into()),
                         ("tags", format!("{tag},watchtrain")),
                         ("click", notice.facts.link.clone()),

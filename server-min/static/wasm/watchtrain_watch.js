@@ -94,6 +94,36 @@ export class View {
         return ret >>> 0;
     }
     /**
+     * The hover read-out: what the chart shows nearest to pixel (`x`, `y`) of the
+     * face, as `epoch N` and one `name value` line per metric; empty when the
+     * point is not over the chart.
+     * @param {number} x
+     * @param {number} y
+     * @returns {string}
+     */
+    readout(x, y) {
+        let deferred1_0;
+        let deferred1_1;
+        try {
+            const ret = wasm.view_readout(this.__wbg_ptr, x, y);
+            deferred1_0 = ret[0];
+            deferred1_1 = ret[1];
+            return getStringFromWasm0(ret[0], ret[1]);
+        } finally {
+            wasm.__wbindgen_free(deferred1_0, deferred1_1, 1);
+        }
+    }
+    /**
+     * The x (pixels) of the epoch the read-out at (`x`, `y`) shows, or -1.
+     * @param {number} x
+     * @param {number} y
+     * @returns {number}
+     */
+    readout_x(x, y) {
+        const ret = wasm.view_readout_x(this.__wbg_ptr, x, y);
+        return ret;
+    }
+    /**
      * Lays out and paints the face into the framebuffer.
      */
     render() {

@@ -295,26 +295,57 @@ pub async fn wait_training(addr: SocketAddr, id: u32) {
 pub struct Binary {
     pub child: tokio::process::Child,
     pub addr: SocketAddr,
+    /// Everything the relay wrote to stderr so far (its logs), for assertions and failure messages.
+    pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Binary {
     pub async fn start(args: &[&str]) -> Binary {
+        Binary::start_with(args, &[], None).await
+    }
+
+    /// Starts it with extra environment variables and, if given, a descriptor limit.
+    pub async fn start_with(args: &[&str], envs: &[(&str, &str)], nofile: Option<u32>) -> Binary {
         use tokio::io::AsyncBufReadExt;
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_watchtrain-relay"))
+        let exe = env!("CARGO_BIN_EXE_watchtrain-relay");
+        let mut command = match nofile {
+            Some(n) => {
+                let mut c = tokio::process::Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg(exe);
+                c
+            }
+            None => tokio::process::Command::new(exe),
+        };
+        let mut child = command
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "warn")
+            .envs(envs.iter().copied())
             .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .unwrap();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut err_lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let sink = stderr.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = err_lines.next_line().await {
+                let mut all = sink.lock().unwrap();
+                all.push_str(&line);
+                all.push('\n');
+            }
+        });
         let stdout = child.stdout.take().unwrap();
         let mut lines = tokio::io::BufReader::new(stdout).lines();
         let first = tokio::time::timeout(WAIT, lines.next_line())
             .await
             .expect("relay prints its address")
-            .unwrap()
-            .expect("a first line");
+            .unwrap();
+        let Some(first) = first else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            panic!("the relay exited at start: {}", stderr.lock().unwrap());
+        };
         let addr = first
             .strip_prefix("watchtrain-relay listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {first}"))
@@ -322,7 +353,33 @@ impl Binary {
             .unwrap();
         // Keep reading stdout so the relay never blocks on it.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Binary { child, addr }
+        Binary {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    /// Its logs so far.
+    pub fn logs(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits (at most `WAIT`) for the exit status.
+    pub async fn sigterm(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().unwrap().to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        match tokio::time::timeout(WAIT, self.child.wait()).await {
+            Ok(status) => status.unwrap(),
+            Err(_) => panic!(
+                "the relay did not exit after SIGTERM; logs:\n{}",
+                self.logs()
+            ),
+        }
     }
 
     pub fn ws(&self, path: &str) -> String {
@@ -344,4 +401,113 @@ impl Binary {
     pub async fn kill9(mut self) {
         self.child.kill().await.unwrap();
     }
+}
+
+/// Runs the relay binary with `args`, expecting it to refuse to start: its exit
+/// status (`None` when it was still running after a few seconds) and stderr.
+pub fn run_binary(
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (Option<std::process::ExitStatus>, String) {
+    use std::io::Read;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_watchtrain-relay"))
+        .args(["--listen", "127.0.0.1:0", "--db", ":memory:"])
+        .args(args)
+        .envs(envs.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+    (status, stderr)
+}
+
+/// Sends `request` as is from source address `from` and reads the answer until
+/// the relay closes; returns the status (0 when closed without one) and body.
+pub async fn raw(addr: SocketAddr, from: std::net::Ipv4Addr, request: &[u8]) -> (u16, String) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(from.into(), 0)).unwrap();
+    let mut tcp = socket.connect(addr).await.unwrap();
+    tcp.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut out))
+        .await
+        .expect("the relay answers and closes in time");
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_string();
+    (status, body)
+}
+
+/// A WebSocket handshake with extra headers: the socket, or the HTTP status of a refusal.
+pub async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Result<Ws, u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request().unwrap();
+    for (k, v) in headers {
+        request.headers_mut().insert(
+            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("handshake in time")
+    {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
+        Err(e) => panic!("unexpected error {e}"),
+    }
+}
+
+/// A POST body: each frame preceded by its length (2 bytes, big-endian).
+pub fn post_body(frames: &[Frame]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for frame in frames {
+        let bytes = frame.to_bytes().unwrap();
+        body.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        body.extend_from_slice(&bytes);
+    }
+    body
+}
+
+/// POSTs frames as `application/octet-stream`.
+pub async fn post_frames(addr: SocketAddr, id: u32, frames: &[Frame]) -> (u16, String) {
+    post_octets(addr, id, &post_body(frames)).await
+}
+
+/// POSTs a body of frames (or anything) as `application/octet-stream`.
+pub async fn post_octets(addr: SocketAddr, id: u32, body: &[u8]) -> (u16, String) {
+    let path = format!("/v1/trainings/{id}/frames");
+    let octets = [("Content-Type", "application/octet-stream")];
+    http(addr, "POST", &path, &octets, body).await
+}
+
+/// `GET /v1/trainings/{id}/history.csv` with `headers`.
+pub async fn history_csv(addr: SocketAddr, id: u64, headers: &[(&str, &str)]) -> (u16, String) {
+    let path = format!("/v1/trainings/{id}/history.csv");
+    http(addr, "GET", &path, headers, b"").await
 }

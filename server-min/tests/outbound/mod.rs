@@ -54,11 +54,28 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start() -> Receiver {
+        Receiver::start_with(None).await
+    }
+
+    /// A receiver serving HTTPS with the PEM certificate and key (the relay's own TLS listener).
+    pub async fn start_tls(cert: &Path, key: &Path) -> Receiver {
+        Receiver::start_with(Some((cert, key))).await
+    }
+
+    async fn start_with(tls: Option<(&Path, &Path)>) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, got) = mpsc::unbounded_channel();
         let app = Router::new().fallback(record).with_state(tx);
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        match tls {
+            Some((cert, key)) => {
+                let listener = TlsIncoming::new(listener, cert, key);
+                tokio::spawn(async move { axum::serve(listener, app).await });
+            }
+            None => {
+                tokio::spawn(async move { axum::serve(listener, app).await });
+            }
+        }
         Receiver {
             addr,
             got,
@@ -97,6 +114,55 @@ impl Receiver {
     }
 }
 
+/// HTTPS for the receiver: rustls over the TCP listener, handshakes in the accept loop.
+struct TlsIncoming {
+    tcp: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl TlsIncoming {
+    fn new(tcp: TcpListener, cert: &Path, key: &Path) -> TlsIncoming {
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_file_iter(cert)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(key).unwrap();
+        let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        TlsIncoming {
+            tcp,
+            acceptor: tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)),
+        }
+    }
+}
+
+impl axum::serve::Listener for TlsIncoming {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            if let Ok(tls) = self.acceptor.accept(tcp).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+}
+
 async fn record(
     State(tx): State<mpsc::UnboundedSender<Got>>,
     uri: Uri,
@@ -129,6 +195,15 @@ async fn record(
     } else {
         StatusCode::OK
     }
+}
+
+/// A fresh self-signed certificate for 127.0.0.1 and its key, as PEM files in `dir`: (cert, key).
+pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let (cert, private) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, key.cert.pem()).unwrap();
+    std::fs::write(&private, key.signing_key.serialize_pem()).unwrap();
+    (cert, private)
 }
 
 /// Waits until the relay's `/metrics` text satisfies `pred`; fails with the text after [`WAIT`].
@@ -180,7 +255,8 @@ impl Mosquitto {
                 .subsec_nanos() as u64
                 ^ u64::from(std::process::id()).wrapping_mul(7919)
                 ^ attempt.wrapping_mul(104_729);
-            let port = 20_000 + (seed % 40_000) as u16;
+            // Below Linux's ephemeral range (32768 and up), so no client socket holds it.
+            let port = 20_000 + (seed % 12_000) as u16;
             if let Some(broker) = Mosquitto::start_on(dir, port, listener).await {
                 return broker;
             }

@@ -59,6 +59,18 @@ def _say_once(key: str, msg: str, *args: Any) -> None:
         log.warning(msg, *args)
 
 
+def checked_url(url: Optional[str]) -> Optional[RelayUrl]:
+    """The relay of ``url``; ``None`` when sending is off (``off``, empty) or the URL is left to
+    ``WATCHTRAIN_URL`` (``None``). A malformed URL raises ``ValueError`` saying what is wrong."""
+    if url is None or not url.strip() or url.strip().lower() in _OFF:
+        return None
+    try:
+        return relay_url(url)
+    except ValueError as e:
+        raise ValueError(f"watchtrain: {e}. The first argument is the relay URL; "
+                         "the training's name is name=...") from None
+
+
 def is_rank_zero() -> bool:
     """False in a process of rank other than 0 by any launcher's environment variable."""
     for variable in _RANK_VARIABLES:
@@ -136,16 +148,10 @@ class Run:
         ca_file: Optional[str] = None,
     ):
         self.url = url if url is not None else os.environ.get("WATCHTRAIN_URL", DEFAULT_URL)
-        self._relay: Optional[RelayUrl] = None
+        self._relay = checked_url(self.url)
         if not self.url.strip():
             _say_once("empty", "watchtrain: the relay URL (WATCHTRAIN_URL) is empty: nothing is sent "
                       "(set it to http://host:port, or to off to silence this)")
-        elif self.url.strip().lower() not in _OFF:
-            try:
-                self._relay = relay_url(self.url)
-            except ValueError as e:
-                raise ValueError(f"watchtrain: {e}. Run's first argument is the relay URL; "
-                                 "the training's name is name=...") from None
         if primary is None:
             primary = is_rank_zero()
         self.enabled = self._relay is not None and bool(primary)

@@ -14,7 +14,7 @@ from fastai.callback.core import Callback
 from fastai.learner import Recorder
 
 from ._adapter import DeferredFinish, make_run, scalar
-from .client import Run, reason_of
+from .client import Run, checked_url, reason_of
 
 __all__ = ["WatchtrainCallback"]
 
@@ -27,6 +27,7 @@ class WatchtrainCallback(Callback):
 
     def __init__(self, url: Optional[str] = None, *, name: Optional[str] = None, token: Optional[str] = None,
                  run: Optional[Run] = None, **run_kwargs: Any):
+        checked_url(url)  # a malformed URL is an error here, not at the start of the fit
         self._args = (run, url, token, name, run_kwargs)
         self.run_: Optional[Run] = run
         self._offset = 0  # epochs of earlier fits with this callback (fine_tune fits twice)

@@ -12,7 +12,7 @@ from typing import Any, Optional
 import keras
 
 from ._adapter import make_run, pick_metrics, scalar
-from .client import Run
+from .client import Run, checked_url
 
 __all__ = ["WatchtrainCallback"]
 
@@ -23,6 +23,7 @@ class WatchtrainCallback(keras.callbacks.Callback):
     def __init__(self, url: Optional[str] = None, *, name: Optional[str] = None, token: Optional[str] = None,
                  run: Optional[Run] = None, **run_kwargs: Any):
         super().__init__()
+        checked_url(url)  # a malformed URL is an error here, not at the start of the fit
         self._args = (url, token, name, run_kwargs)
         self.run: Optional[Run] = run
         self._epoch = 0

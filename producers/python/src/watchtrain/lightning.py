@@ -17,7 +17,7 @@ except ImportError:  # pragma: no cover - the older package name
     from pytorch_lightning.callbacks import Callback
 
 from ._adapter import make_run, pick_metrics, scalar
-from .client import Run
+from .client import Run, checked_url
 
 __all__ = ["WatchtrainCallback"]
 
@@ -37,6 +37,7 @@ class WatchtrainCallback(Callback):
     def __init__(self, url: Optional[str] = None, *, name: Optional[str] = None, token: Optional[str] = None,
                  run: Optional[Run] = None, **run_kwargs: Any):
         super().__init__()
+        checked_url(url)  # a malformed URL is an error here, not at the start of the fit
         self._args = (url, token, name, run_kwargs)
         self.run: Optional[Run] = run
 

@@ -15,7 +15,7 @@ from typing import Any, Dict, Optional
 from transformers import TrainerCallback
 
 from ._adapter import make_run, scalar
-from .client import Run
+from .client import Run, checked_url
 
 __all__ = ["WatchtrainCallback"]
 
@@ -25,6 +25,7 @@ class WatchtrainCallback(TrainerCallback):
 
     def __init__(self, url: Optional[str] = None, *, name: Optional[str] = None, token: Optional[str] = None,
                  run: Optional[Run] = None, **run_kwargs: Any):
+        checked_url(url)  # a malformed URL is an error here, not at the start of the fit
         self._args = (url, token, name, run_kwargs)
         self.run: Optional[Run] = run
         self._row: Dict[str, float] = {}

@@ -114,19 +114,20 @@ async function scenario(t, { withWasm }) {
   await epoch(5, [0.35, 0.6, 0.8]);
   await producer.send({ op: "finish", outcome: "completed" });
   await until("a buzz for the finish", () => fit.vibrations.length >= 3);
-  assert.deepStrictEqual(fit.alerts[2].slice(0, 3), [3, 1, `sim ${mode} completed`]);
+  // The banner takes one or two lines (the companion fits the text to the watch's font).
+  assert.deepStrictEqual([...fit.alerts[2].slice(0, 2), fit.alerts[2][2].replace("\n", " ")], [3, 1, `sim ${mode} completed`]);
   await relayState("completed on the relay", (s) => s.status === "completed");
   check = await watchShowsRelayState("the final picture", `${mode}-final`);
   assert.ok(check.max_difference_document <= 4);
   await sleep(1500);
   assert.deepStrictEqual(fit.vibrations.map((v) => v.pattern), ["nudge-max", "nudge", "nudge"], "one buzz per event");
 
-  // The phone goes out of reach: "waiting for phone"; back: a full repaint of the same face.
+  // The phone goes out of reach: "waiting for phone"; back: the same face (the watch kept
+  // its picture, so the companion's diff from the acknowledged one is empty).
   await fit.disconnectPhone();
   assert.strictEqual(fit.status(), "waiting for phone");
-  const paintsAway = fit.received.length;
   await fit.reconnectPhone();
-  await until("a repaint when the phone is back", () => fit.received.length > paintsAway && fit.status() === "");
+  await until("the watch back with the phone", () => fit.status() === "");
   await watchShowsRelayState("the same face after the phone came back");
 
   // Follow a chosen training: the settings list it (GET /v1/trainings) and the

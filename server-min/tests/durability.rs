@@ -9,21 +9,6 @@ use common::*;
 use watchtrain_protocol::*;
 use watchtrain_relay::Config;
 
-/// Holds an exclusive lock on the database for `hold`, from another connection
-/// (another process would do the same).
-fn lock_database(path: std::path::PathBuf, hold: Duration) -> std::thread::JoinHandle<()> {
-    let (locked, is_locked) = std::sync::mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        let conn = rusqlite::Connection::open(path).unwrap();
-        conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
-        locked.send(()).unwrap();
-        std::thread::sleep(hold);
-        conn.execute_batch("COMMIT").unwrap();
-    });
-    is_locked.recv().unwrap();
-    thread
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_acknowledged_during_a_locked_database_survives_kill_9() {
     let dir = tempfile::tempdir().unwrap();

@@ -222,6 +222,18 @@ pub async fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, String) {
+    http_within(addr, method, path, headers, body, WAIT).await
+}
+
+/// `http`, waiting up to `wait` for the answer.
+pub async fn http_within(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    wait: Duration,
+) -> (u16, String) {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -234,7 +246,7 @@ pub async fn http(
     tcp.write_all(req.as_bytes()).await.unwrap();
     tcp.write_all(body).await.unwrap();
     let mut out = Vec::new();
-    tokio::time::timeout(WAIT, tcp.read_to_end(&mut out))
+    tokio::time::timeout(wait, tcp.read_to_end(&mut out))
         .await
         .unwrap()
         .unwrap();
@@ -510,4 +522,33 @@ pub async fn post_octets(addr: SocketAddr, id: u32, body: &[u8]) -> (u16, String
 pub async fn history_csv(addr: SocketAddr, id: u64, headers: &[(&str, &str)]) -> (u16, String) {
     let path = format!("/v1/trainings/{id}/history.csv");
     http(addr, "GET", &path, headers, b"").await
+}
+
+/// Holds an exclusive lock on the database for `hold`, from another connection
+/// (another process would do the same).
+pub fn lock_database(path: std::path::PathBuf, hold: Duration) -> std::thread::JoinHandle<()> {
+    let (release, lock) = hold_database(path);
+    std::thread::spawn(move || {
+        std::thread::sleep(hold);
+        drop(release);
+        lock.join().unwrap();
+    })
+}
+
+/// Holds an exclusive lock on the database until the returned sender is used or
+/// dropped; returns once the lock is held.
+pub fn hold_database(
+    path: std::path::PathBuf,
+) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let (locked, is_locked) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        locked.send(()).unwrap();
+        let _ = released.recv();
+        conn.execute_batch("COMMIT").unwrap();
+    });
+    is_locked.recv().unwrap();
+    (release, thread)
 }

@@ -231,7 +231,8 @@ async fn drive<T: Transport>(
     }
 }
 
-async fn spawn_server(mut cmd: Command, ready: &str) -> Child {
+/// Starts a server and waits for the line containing `ready`, which it returns.
+async fn spawn_server(mut cmd: Command, ready: &str) -> (Child, String) {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -254,17 +255,19 @@ async fn spawn_server(mut cmd: Command, ready: &str) -> Child {
         });
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    let ready_line = loop {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(line)) if line.contains(ready) => break,
+            Ok(Some(line)) if line.contains(ready) => break line,
             Ok(Some(_)) => continue,
             _ => panic!("server did not print {ready:?}"),
         }
-    }
+    };
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    child
+    (child, ready_line)
 }
 
+/// Mosquitto cannot listen on port 0 and say which port it got (`listener 0` is a
+/// Unix socket), so its port alone is picked this way; the relay binds port 0.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -274,12 +277,10 @@ fn free_port() -> u16 {
 }
 
 async fn bench_relay(relay: &str, n: usize, burst_frames: u32) -> Figures {
-    let port = free_port();
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let mut cmd = Command::new(relay);
     cmd.args([
         "--listen",
-        &addr.to_string(),
+        "127.0.0.1:0",
         "--db",
         ":memory:",
         "--max-consumers",
@@ -293,7 +294,13 @@ async fn bench_relay(relay: &str, n: usize, burst_frames: u32) -> Figures {
         "100000",
     ]);
     cmd.env("RUST_LOG", "warn");
-    let server = spawn_server(cmd, "listening on").await;
+    // Port 0: the relay's first line says the address it bound.
+    let (server, line) = spawn_server(cmd, "watchtrain-relay listening on ").await;
+    let addr: SocketAddr = line
+        .rsplit(' ')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
     let (mut producer, _) =
         tokio_tungstenite::connect_async_with_config(format!("ws://{addr}/v1/produce"), None, true)
             .await
@@ -391,7 +398,7 @@ async fn bench_mosquitto(mosquitto: &str, n: usize, burst_frames: u32) -> Figure
     .unwrap();
     let mut cmd = Command::new(mosquitto);
     cmd.args(["-c", conf.to_str().unwrap(), "-v"]);
-    let server = spawn_server(cmd, "running").await;
+    let (server, _) = spawn_server(cmd, "running").await;
     let (stop, stopped) = watch::channel(false);
     let mut consumers = Vec::new();
     for i in 0..n {

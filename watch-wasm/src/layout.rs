@@ -912,8 +912,22 @@ pub struct Readout {
 ///
 /// ```
 /// use embedded_graphics::prelude::Point;
-/// use watchtrain_watch::{readout, scenarios, Screen, Theme};
-/// let state = scenarios::state("mid_epoch").unwrap();
+/// use watchtrain_protocol::{truncated, Action, Frame, Register, Stats, TrainingState, Values};
+/// use watchtrain_watch::{readout, Screen, Theme};
+/// // A training of 10 epochs with 4 done.
+/// let mut state = TrainingState::new();
+/// let mut register = Register { epochs: 10, ..Default::default() };
+/// for name in ["train_loss", "valid_loss", "accuracy"] {
+///     register.metrics.push(truncated(name)).unwrap();
+/// }
+/// let mut actions = vec![Action::Register(register)];
+/// for epoch in 0..4 {
+///     let values = Values::from_slice(&[1.0, 1.2, 0.5]).unwrap();
+///     actions.push(Action::Stats(Stats { epoch, duration_ms: 1000, values }));
+/// }
+/// for (seq, action) in (1..).zip(actions) {
+///     state.apply(&Frame { training_id: 1, seq, action }).unwrap();
+/// }
 /// let screen = Screen::new(960, 540);
 /// let r = readout(&state, screen, &Theme::dark(), Point::new(850, 300)).unwrap();
 /// assert_eq!(r.epoch, 3); // the last epoch done, nearest to the right edge

@@ -485,6 +485,11 @@ struct Rows<'a> {
     states: &'a HashMap<u32, StoredTraining>,
     /// Ids whose row this transaction has written.
     written: HashSet<u32>,
+    /// Ids that got stats rows: their oldest epochs are trimmed once, before a
+    /// read or the commit, since the query walks up to `cap` rows of the index.
+    trim: HashSet<u32>,
+    /// Stats rows kept per training.
+    cap: i64,
 }
 
 impl Rows<'_> {
@@ -500,15 +505,22 @@ impl Rows<'_> {
         self.written.insert(id);
         Ok(true)
     }
+
+    /// Keeps the latest `cap` epochs of the trainings that got stats rows.
+    fn trim(&mut self, tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
+        for id in self.trim.drain() {
+            tx.execute(
+                "DELETE FROM stats WHERE training_id = ?1 AND epoch < (
+                     SELECT epoch FROM stats WHERE training_id = ?1 ORDER BY epoch DESC LIMIT 1 OFFSET ?2)",
+                params![id, self.cap - 1],
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// Runs one op inside the batch's transaction.
-fn apply(
-    tx: &rusqlite::Transaction,
-    op: &mut Op,
-    rows: &mut Rows,
-    cap: i64,
-) -> rusqlite::Result<()> {
+fn apply(tx: &rusqlite::Transaction, op: &mut Op, rows: &mut Rows) -> rusqlite::Result<()> {
     match op {
         Op::Training(id) => rows.ensure(tx, *id).map(drop),
         // A training dropped meanwhile has its delete queued after: nothing to keep.
@@ -522,12 +534,7 @@ fn apply(
                  ON CONFLICT(training_id, epoch) DO UPDATE SET seq = ?2, duration_ms = ?4, vals = ?5",
                 params![*id, *seq, row.epoch, row.duration_ms, vals],
             )?;
-            // Keep the latest `cap` epochs.
-            tx.execute(
-                "DELETE FROM stats WHERE training_id = ?1 AND epoch < (
-                     SELECT epoch FROM stats WHERE training_id = ?1 ORDER BY epoch DESC LIMIT 1 OFFSET ?2)",
-                params![*id, cap - 1],
-            )?;
+            rows.trim.insert(*id);
             Ok(())
         }
         Op::Delete(id) => {
@@ -537,9 +544,13 @@ fn apply(
             Ok(())
         }
         Op::History {
-            id, after, rows, ..
+            id,
+            after,
+            rows: page,
+            ..
         } => {
-            *rows = history(tx, *id, *after)?;
+            rows.trim(tx)?;
+            *page = history(tx, *id, *after)?;
             Ok(())
         }
         Op::Sync | Op::Close => Ok(()),
@@ -587,10 +598,13 @@ fn write_batch(
     let mut rows = Rows {
         states,
         written: HashSet::new(),
+        trim: HashSet::new(),
+        cap,
     };
     for queued in batch.iter_mut() {
-        apply(&tx, &mut queued.op, &mut rows, cap)?;
+        apply(&tx, &mut queued.op, &mut rows)?;
     }
+    rows.trim(&tx)?;
     tx.commit()
 }
 

@@ -45,8 +45,8 @@ pub fn router(hub: AppState) -> Router {
 /// `/v1/...`: the binary protocol over WebSocket, HTTP POST and JSON views.
 fn api_routes() -> Router<AppState> {
     Router::new()
-        .route("/v1/produce", get(produce))
-        .route("/v1/watch", get(watch_latest))
+        .route("/v1/produce", get(produce::<false>))
+        .route("/v1/watch", get(shared_watch::<false, false>))
         .route("/v1/trainings", get(list))
         .route("/v1/trainings/{id}", get(one))
         .route("/v1/trainings/{id}/watch", get(watch_one))
@@ -59,9 +59,15 @@ fn api_routes() -> Router<AppState> {
 /// The ancestor's WebSocket paths, unchanged.
 fn legacy_routes() -> Router<AppState> {
     Router::new()
-        .route("/ws/watchtrain/producer/{client_id}", get(legacy_produce))
-        .route("/ws/watchtrain/watch/{client_id}", get(legacy_watch))
-        .route("/ws/watchtrain/verbose/{client_id}", get(legacy_verbose))
+        .route("/ws/watchtrain/producer/{client_id}", get(produce::<true>))
+        .route(
+            "/ws/watchtrain/watch/{client_id}",
+            get(shared_watch::<true, false>),
+        )
+        .route(
+            "/ws/watchtrain/verbose/{client_id}",
+            get(shared_watch::<true, true>),
+        )
 }
 
 /// Health and Prometheus metrics.
@@ -139,31 +145,18 @@ where
         })
 }
 
-async fn produce(
+/// `/v1/produce` (`LEGACY` false) and the legacy producer path.
+async fn produce<const LEGACY: bool>(
     _: Authorized<Produce>,
     State(hub): State<AppState>,
     conn: Option<Extension<ConnectionInfo>>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    producer_session(hub, conn, ws, ProducerKind::Binary)
-}
-
-async fn legacy_produce(
-    _: Authorized<Produce>,
-    State(hub): State<AppState>,
-    conn: Option<Extension<ConnectionInfo>>,
-    ws: WebSocketUpgrade,
-) -> Response {
-    producer_session(hub, conn, ws, ProducerKind::Legacy)
-}
-
-/// `/v1/produce` and the legacy producer path.
-fn producer_session(
-    hub: AppState,
-    conn: Option<Extension<ConnectionInfo>>,
-    ws: WebSocketUpgrade,
-    kind: ProducerKind,
-) -> Response {
+    let kind = if LEGACY {
+        ProducerKind::Legacy
+    } else {
+        ProducerKind::Binary
+    };
     upgrade(&hub.clone(), ws, conn, move |socket| async move {
         let (sink, stream) = socket.split();
         ws::produce(hub, sink, stream, kind).await;
@@ -193,41 +186,15 @@ async fn watch_one(
     }))
 }
 
-async fn watch_latest(
+/// `/v1/watch` (`LEGACY` false) and the legacy consumer paths (`VERBOSE`: the
+/// verbose one, which also gets logs and registrations).
+async fn shared_watch<const LEGACY: bool, const VERBOSE: bool>(
     _: Authorized<Consume>,
     State(hub): State<AppState>,
     conn: Option<Extension<ConnectionInfo>>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, Rejection> {
-    shared_watch(hub, conn, ws, None)
-}
-
-async fn legacy_watch(
-    _: Authorized<Consume>,
-    State(hub): State<AppState>,
-    conn: Option<Extension<ConnectionInfo>>,
-    ws: WebSocketUpgrade,
-) -> Result<Response, Rejection> {
-    shared_watch(hub, conn, ws, Some(false))
-}
-
-async fn legacy_verbose(
-    _: Authorized<Consume>,
-    State(hub): State<AppState>,
-    conn: Option<Extension<ConnectionInfo>>,
-    ws: WebSocketUpgrade,
-) -> Result<Response, Rejection> {
-    shared_watch(hub, conn, ws, Some(true))
-}
-
-/// `/v1/watch` (`verbose: None`) and the legacy consumer paths.
-fn shared_watch(
-    hub: AppState,
-    conn: Option<Extension<ConnectionInfo>>,
-    ws: WebSocketUpgrade,
-    verbose: Option<bool>,
-) -> Result<Response, Rejection> {
-    let legacy = verbose.is_some();
+    let (legacy, verbose) = (LEGACY, LEGACY.then_some(VERBOSE));
     hub.join_shared(legacy)
         .inspect_err(|r| hub.metrics.reject(r.reason))?;
     let slot = Slot {
@@ -785,21 +752,11 @@ async fn apply_owned(hub: &Hub, id: u32, action: Action) -> Result<Ingested, Rej
     Ok(ing)
 }
 
-async fn metrics(State(hub): State<AppState>) -> Response {
-    let m = &hub.metrics;
-    let mut out = String::new();
-    let g = |a: &std::sync::atomic::AtomicI64| a.load(Ordering::Relaxed);
+/// Every counter of `/metrics` as (name, help, value): the hub's and the outbound ones.
+fn counters(hub: &Hub) -> [(&'static str, &'static str, u64); 9] {
+    let (m, o) = (&hub.metrics, &hub.outlet.counters);
     let c = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    out.push_str("# HELP watchtrain_connections Open WebSocket connections by kind.\n# TYPE watchtrain_connections gauge\n");
-    for (kind, v) in [
-        ("producer", g(&m.producers)),
-        ("legacy_producer", g(&m.legacy_producers)),
-        ("consumer", g(&m.consumers)),
-        ("legacy_consumer", g(&m.legacy_consumers)),
-    ] {
-        let _ = writeln!(out, "watchtrain_connections{{kind=\"{kind}\"}} {v}");
-    }
-    for (name, help, v) in [
+    [
         (
             "watchtrain_frames_in_total",
             "Frames received from producers.",
@@ -820,10 +777,49 @@ async fn metrics(State(hub): State<AppState>) -> Response {
             "Consumers resynced with a snapshot after falling behind.",
             c(&m.resyncs),
         ),
+        (
+            "watchtrain_notifications_sent_total",
+            "Notifications (--notify) a receiver accepted.",
+            c(&o.sent),
+        ),
+        (
+            "watchtrain_notifications_given_up_total",
+            "Notifications (--notify) given up after every retry or with a full queue.",
+            c(&o.given_up),
+        ),
+        (
+            "watchtrain_outbound_lagged_total",
+            "Training changes the notifier or the MQTT bridge missed by falling behind.",
+            c(&o.lagged),
+        ),
+        (
+            "watchtrain_mqtt_published_total",
+            "MQTT messages (--mqtt) handed to the client.",
+            c(&o.mqtt_published),
+        ),
+        (
+            "watchtrain_mqtt_dropped_total",
+            "MQTT messages (--mqtt) dropped while the broker could not take them.",
+            c(&o.mqtt_dropped),
+        ),
     ]
-    .into_iter()
-    .chain(hub.outlet.counters.totals())
-    {
+}
+
+async fn metrics(State(hub): State<AppState>) -> Response {
+    let (m, o) = (&hub.metrics, &hub.outlet.counters);
+    let mut out = String::new();
+    let g = |a: &std::sync::atomic::AtomicI64| a.load(Ordering::Relaxed);
+    let c = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    out.push_str("# HELP watchtrain_connections Open WebSocket connections by kind.\n# TYPE watchtrain_connections gauge\n");
+    for (kind, v) in [
+        ("producer", g(&m.producers)),
+        ("legacy_producer", g(&m.legacy_producers)),
+        ("consumer", g(&m.consumers)),
+        ("legacy_consumer", g(&m.legacy_consumers)),
+    ] {
+        let _ = writeln!(out, "watchtrain_connections{{kind=\"{kind}\"}} {v}");
+    }
+    for (name, help, v) in counters(&hub) {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
@@ -849,7 +845,11 @@ async fn metrics(State(hub): State<AppState>) -> Response {
         "# HELP watchtrain_trainings Trainings held.\n# TYPE watchtrain_trainings gauge\nwatchtrain_trainings {}",
         hub.training_count()
     );
-    hub.outlet.counters.write_gauges(&mut out);
+    let _ = writeln!(
+        out,
+        "# HELP watchtrain_mqtt_connected 1 while the MQTT bridge is connected.\n# TYPE watchtrain_mqtt_connected gauge\nwatchtrain_mqtt_connected {}",
+        g(&o.mqtt_connected)
+    );
     (
         [(
             header::CONTENT_TYPE,

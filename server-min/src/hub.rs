@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
@@ -16,7 +16,7 @@ use watchtrain_protocol::{
 
 use crate::config::Config;
 use crate::error::{Reason, Rejection};
-use crate::store::{Receipt, StatsRow, Store, StoredTraining};
+use crate::store::{Receipt, Source, StatsRow, Store, StoredTraining};
 
 /// One frame on its way to consumers, encoded once for all of them.
 #[derive(Debug)]
@@ -223,8 +223,16 @@ pub struct RegisterRequest {
 }
 
 impl Hub {
-    /// A hub holding the stored trainings; ids up to `max_id` are never handed out again.
-    pub fn new(config: Config, store: Store, stored: Vec<StoredTraining>, max_id: u32) -> Hub {
+    /// A hub holding the stored trainings; ids up to `max_id` are never handed out
+    /// again. The store copies the states it writes from it.
+    pub fn new(config: Config, store: Store, stored: Vec<StoredTraining>, max_id: u32) -> Arc<Hub> {
+        Arc::new_cyclic(|hub: &Weak<Hub>| {
+            store.attach(hub.clone());
+            Hub::holding(config, store, stored, max_id)
+        })
+    }
+
+    fn holding(config: Config, store: Store, stored: Vec<StoredTraining>, max_id: u32) -> Hub {
         let mut trainings = HashMap::new();
         let mut by_key = HashMap::new();
         let mut latest: Option<(u64, u32)> = None;
@@ -367,7 +375,7 @@ impl Hub {
         training.heard(now);
         self.broadcast(training, &frame);
         self.outlet.saw(training, before, &frame.action);
-        let receipt = Some(self.store.save_training(training.stored(), Some(permit)));
+        let receipt = Some(self.store.save_training(id, Some(permit)));
         training.dirty = false;
         let last_seq = training.state.last_seq();
         drop(inner);
@@ -530,7 +538,7 @@ impl Hub {
             Action::Stats(s) => {
                 training.dirty = false;
                 Some(self.store.save_stats(
-                    training.stored(),
+                    id,
                     frame.seq,
                     StatsRow {
                         epoch: s.epoch,
@@ -542,7 +550,7 @@ impl Hub {
             }
             Action::Finished(_) | Action::Register(_) => {
                 training.dirty = false;
-                Some(self.store.save_training(training.stored(), Some(permit)))
+                Some(self.store.save_training(id, Some(permit)))
             }
             _ => {
                 training.dirty = true;
@@ -753,7 +761,7 @@ impl Hub {
             if training.dirty {
                 if let Some(permit) = self.store.try_permit() {
                     training.dirty = false;
-                    drop(self.store.save_training(training.stored(), Some(permit)));
+                    drop(self.store.save_training(training.id, Some(permit)));
                 }
             }
         }
@@ -796,9 +804,19 @@ impl Hub {
         for training in inner.trainings.values_mut() {
             if training.dirty {
                 training.dirty = false;
-                drop(self.store.save_training(training.stored(), None));
+                drop(self.store.save_training(training.id, None));
             }
         }
+    }
+}
+
+impl Source for Hub {
+    fn copy_after(&self, drain: &mut dyn FnMut() -> Vec<u32>) -> Vec<StoredTraining> {
+        let inner = self.lock();
+        drain()
+            .into_iter()
+            .filter_map(|id| inner.trainings.get(&id).map(Training::stored))
+            .collect()
     }
 }
 

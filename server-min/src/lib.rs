@@ -42,7 +42,6 @@ mod tls;
 mod ws;
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -75,12 +74,7 @@ pub async fn run(
         "relay starting"
     );
     let listening = listener.local_addr()?;
-    let hub = Arc::new(Hub::new(
-        config,
-        opened.store,
-        opened.trainings,
-        opened.max_id,
-    ));
+    let hub = Hub::new(config, opened.store, opened.trainings, opened.max_id);
     let outbound = outbound.start(&hub, listening, tls.is_some())?;
     let tick_every =
         (hub.config.stall_after / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));

@@ -3,11 +3,16 @@
 //! acking; a write that fails (a locked database, a full disk) is kept and
 //! retried, never answered "done" before it is committed. The queue is bounded
 //! by permits that producers take before they queue a write.
+//!
+//! A write names its training; the state itself is copied by the store thread,
+//! once per training per batch, from a [`Source`] (the hub): a burst of N frames
+//! costs the hub's lock one copy and the database one training row, not N.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -54,16 +59,22 @@ const RETRY_AT_CLOSE: Duration = Duration::from_secs(5);
 /// Stats rows of a training per read: `history.csv` streams them a page at a time.
 pub const HISTORY_PAGE: usize = 1000;
 
+/// Where the store thread copies the states it writes (the hub).
+pub trait Source: Send + Sync {
+    /// Calls `drain`, which takes the queued writes and names the trainings
+    /// they touch, then copies those trainings, with no frame applied in between
+    /// (under the lock frames are applied and queued under). So a state written
+    /// never holds a frame whose stats row is still queued: after a crash its
+    /// resend would be a duplicate, and the row would be lost.
+    fn copy_after(&self, drain: &mut dyn FnMut() -> Vec<u32>) -> Vec<StoredTraining>;
+}
+
 /// A write for the store thread.
 enum Op {
-    /// Insert or update a training and its state.
-    Training(StoredTraining),
-    /// Record a stats frame and the state it led to.
-    Stats {
-        training: StoredTraining,
-        seq: u32,
-        row: StatsRow,
-    },
+    /// Insert or update a training and its state (as the batch copies it).
+    Training(u32),
+    /// Record a stats frame, and the training's state.
+    Stats { id: u32, seq: u32, row: StatsRow },
     /// Forget a training and its stats.
     Delete(u32),
     /// Read a page of a training's stats rows: epochs after `after`.
@@ -158,6 +169,8 @@ pub struct Store {
     permits: Arc<Semaphore>,
     /// Whether writes currently fail, for `/healthz` and `/metrics`.
     health: Arc<Health>,
+    /// Where the thread copies states from; weak, since the hub holds this handle.
+    source: Arc<OnceLock<Weak<dyn Source>>>,
 }
 
 /// What `Store::open` loaded, and the thread to join at shutdown.
@@ -268,12 +281,14 @@ impl Store {
         )?;
         let (tx, rx) = std_mpsc::channel();
         let health = Arc::new(Health::default());
+        let source = Arc::new(OnceLock::new());
         let thread = thread::Builder::new()
             .name("watchtrain-store".into())
             .spawn({
                 let health = health.clone();
+                let source = source.clone();
                 let cap = i64::try_from(history_epochs).unwrap_or(i64::MAX);
-                move || serve(conn, rx, &health, cap)
+                move || serve(conn, rx, &health, &source, cap)
             })
             .map_err(StoreError::Io)?;
         Ok(Opened {
@@ -281,12 +296,19 @@ impl Store {
                 tx,
                 permits: Arc::new(Semaphore::new(QUEUE_PERMITS)),
                 health,
+                source,
             },
             trainings,
             unreadable,
             max_id,
             thread,
         })
+    }
+
+    /// Gives the thread the states to write; until then (or once the source is
+    /// gone) training and stats writes are answered [`StoreError::Stopped`].
+    pub fn attach(&self, source: Weak<dyn Source>) {
+        let _ = self.source.set(source);
     }
 
     fn send(&self, op: Op, permit: Option<OwnedSemaphorePermit>) -> Receipt {
@@ -329,24 +351,21 @@ impl Store {
         self.health.failures.load(Ordering::Relaxed)
     }
 
-    /// Saves a training's row and state.
-    pub fn save_training(
-        &self,
-        training: StoredTraining,
-        permit: Option<OwnedSemaphorePermit>,
-    ) -> Receipt {
-        self.send(Op::Training(training), permit)
+    /// Saves a training's row and state. Queue it under the lock the frames it
+    /// holds were applied under (see [`Source::copy_after`]).
+    pub fn save_training(&self, id: u32, permit: Option<OwnedSemaphorePermit>) -> Receipt {
+        self.send(Op::Training(id), permit)
     }
 
-    /// Saves a stats frame and the training's state after it.
+    /// Saves a stats frame and the training's state; queued as [`Store::save_training`].
     pub fn save_stats(
         &self,
-        training: StoredTraining,
+        id: u32,
         seq: u32,
         row: StatsRow,
         permit: Option<OwnedSemaphorePermit>,
     ) -> Receipt {
-        self.send(Op::Stats { training, seq, row }, permit)
+        self.send(Op::Stats { id, seq, row }, permit)
     }
 
     /// Deletes a training and its stats.
@@ -459,35 +478,79 @@ fn write_training(tx: &rusqlite::Transaction, t: &StoredTraining) -> rusqlite::R
     Ok(())
 }
 
+/// The training rows of one batch: each state copied once, written once
+/// (again after a delete of its id, which a new training may reuse).
+struct Rows<'a> {
+    /// The copies, by id; a training dropped since its write was queued has none.
+    states: &'a HashMap<u32, StoredTraining>,
+    /// Ids whose row this transaction has written.
+    written: HashSet<u32>,
+    /// Ids that got stats rows: their oldest epochs are trimmed once, before a
+    /// read or the commit, since the query walks up to `cap` rows of the index.
+    trim: HashSet<u32>,
+    /// Stats rows kept per training.
+    cap: i64,
+}
+
+impl Rows<'_> {
+    /// Writes the training's row unless done; false when the training is gone.
+    fn ensure(&mut self, tx: &rusqlite::Transaction, id: u32) -> rusqlite::Result<bool> {
+        if self.written.contains(&id) {
+            return Ok(true);
+        }
+        let Some(t) = self.states.get(&id) else {
+            return Ok(false);
+        };
+        write_training(tx, t)?;
+        self.written.insert(id);
+        Ok(true)
+    }
+
+    /// Keeps the latest `cap` epochs of the trainings that got stats rows.
+    fn trim(&mut self, tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
+        for id in self.trim.drain() {
+            tx.execute(
+                "DELETE FROM stats WHERE training_id = ?1 AND epoch < (
+                     SELECT epoch FROM stats WHERE training_id = ?1 ORDER BY epoch DESC LIMIT 1 OFFSET ?2)",
+                params![id, self.cap - 1],
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// Runs one op inside the batch's transaction.
-fn apply(tx: &rusqlite::Transaction, op: &mut Op, cap: i64) -> rusqlite::Result<()> {
+fn apply(tx: &rusqlite::Transaction, op: &mut Op, rows: &mut Rows) -> rusqlite::Result<()> {
     match op {
-        Op::Training(t) => write_training(tx, t),
-        Op::Stats { training, seq, row } => {
-            write_training(tx, training)?;
+        Op::Training(id) => rows.ensure(tx, *id).map(drop),
+        // A training dropped meanwhile has its delete queued after: nothing to keep.
+        Op::Stats { id, seq, row } => {
+            if !rows.ensure(tx, *id)? {
+                return Ok(());
+            }
             let vals: Vec<u8> = row.values.iter().flat_map(|v| v.to_le_bytes()).collect();
             tx.execute(
                 "INSERT INTO stats (training_id, seq, epoch, duration_ms, vals) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(training_id, epoch) DO UPDATE SET seq = ?2, duration_ms = ?4, vals = ?5",
-                params![training.id, *seq, row.epoch, row.duration_ms, vals],
+                params![*id, *seq, row.epoch, row.duration_ms, vals],
             )?;
-            // Keep the latest `cap` epochs.
-            tx.execute(
-                "DELETE FROM stats WHERE training_id = ?1 AND epoch < (
-                     SELECT epoch FROM stats WHERE training_id = ?1 ORDER BY epoch DESC LIMIT 1 OFFSET ?2)",
-                params![training.id, cap - 1],
-            )?;
+            rows.trim.insert(*id);
             Ok(())
         }
         Op::Delete(id) => {
             tx.execute("DELETE FROM stats WHERE training_id = ?1", params![*id])?;
             tx.execute("DELETE FROM trainings WHERE id = ?1", params![*id])?;
+            rows.written.remove(id);
             Ok(())
         }
         Op::History {
-            id, after, rows, ..
+            id,
+            after,
+            rows: page,
+            ..
         } => {
-            *rows = history(tx, *id, *after)?;
+            rows.trim(tx)?;
+            *page = history(tx, *id, *after)?;
             Ok(())
         }
         Op::Sync | Op::Close => Ok(()),
@@ -525,32 +588,86 @@ struct Queued {
 }
 
 /// Writes a batch in one transaction.
-fn write_batch(conn: &mut Connection, batch: &mut [Queued], cap: i64) -> rusqlite::Result<()> {
+fn write_batch(
+    conn: &mut Connection,
+    batch: &mut [Queued],
+    states: &HashMap<u32, StoredTraining>,
+    cap: i64,
+) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
+    let mut rows = Rows {
+        states,
+        written: HashSet::new(),
+        trim: HashSet::new(),
+        cap,
+    };
     for queued in batch.iter_mut() {
-        apply(&tx, &mut queued.op, cap)?;
+        apply(&tx, &mut queued.op, &mut rows)?;
     }
+    rows.trim(&tx)?;
     tx.commit()
+}
+
+/// The training a queued write needs the state of.
+fn needs_state(op: &Op) -> Option<u32> {
+    match op {
+        Op::Training(id) | Op::Stats { id, .. } => Some(*id),
+        _ => None,
+    }
+}
+
+/// Takes what is queued after `first`, and one copy of each training it
+/// writes. Everything queued is taken (the queue is bounded by the permits):
+/// a write left behind could belong to a frame the copy already holds.
+fn take_batch(
+    first: Queued,
+    rx: &std_mpsc::Receiver<Queued>,
+    source: &OnceLock<Weak<dyn Source>>,
+) -> (Vec<Queued>, HashMap<u32, StoredTraining>) {
+    let mut batch = vec![first];
+    let mut drain = || {
+        batch.extend(rx.try_iter());
+        let ids: HashSet<u32> = batch.iter().filter_map(|q| needs_state(&q.op)).collect();
+        ids.into_iter().collect()
+    };
+    let copies = match source.get().and_then(Weak::upgrade) {
+        Some(source) => source.copy_after(&mut drain),
+        None => {
+            drain();
+            // No state to write: answer those writes rather than ack them unwritten.
+            batch.retain_mut(|q| {
+                if needs_state(&q.op).is_none() {
+                    return true;
+                }
+                if let Some(reply) = q.reply.take() {
+                    let _ = reply.send(Err(StoreError::Stopped));
+                }
+                false
+            });
+            Vec::new()
+        }
+    };
+    (batch, copies.into_iter().map(|t| (t.id, t)).collect())
 }
 
 /// The store thread: takes every queued op, writes them in one transaction,
 /// retries the whole batch until it commits, then answers.
-fn serve(mut conn: Connection, rx: std_mpsc::Receiver<Queued>, health: &Health, cap: i64) {
+fn serve(
+    mut conn: Connection,
+    rx: std_mpsc::Receiver<Queued>,
+    health: &Health,
+    source: &OnceLock<Weak<dyn Source>>,
+    cap: i64,
+) {
     let mut closing = false;
     while !closing {
         let Ok(first) = rx.recv() else { break };
-        let mut batch = vec![first];
-        while batch.len() < 512 {
-            match rx.try_recv() {
-                Ok(more) => batch.push(more),
-                Err(_) => break,
-            }
-        }
+        let (mut batch, states) = take_batch(first, &rx, source);
         closing = batch.iter().any(|q| matches!(q.op, Op::Close));
         let mut pause = RETRY_FIRST;
         let mut gave_up_at: Option<Instant> = None;
         let result = loop {
-            match write_batch(&mut conn, &mut batch, cap) {
+            match write_batch(&mut conn, &mut batch, &states, cap) {
                 Ok(()) => break Ok(()),
                 Err(e) => {
                     health.failures.fetch_add(1, Ordering::Relaxed);
@@ -591,4 +708,82 @@ fn serve(mut conn: Connection, rx: std_mpsc::Receiver<Queued>, health: &Health, 
         tracing::warn!(error = %e, "WAL checkpoint at shutdown failed");
     }
     tracing::debug!("store thread done");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A hub stand-in: one training, a lock, and a count of the states copied.
+    struct OneTraining {
+        lock: Mutex<()>,
+        copies: AtomicUsize,
+        training: StoredTraining,
+    }
+
+    impl Source for OneTraining {
+        fn copy_after(&self, drain: &mut dyn FnMut() -> Vec<u32>) -> Vec<StoredTraining> {
+            let _held = self.lock.lock().unwrap();
+            let ids = drain();
+            self.copies.fetch_add(ids.len(), Ordering::Relaxed);
+            ids.into_iter()
+                .filter(|&id| id == self.training.id)
+                .map(|_| self.training.clone())
+                .collect()
+        }
+    }
+
+    fn row(epoch: u32) -> StatsRow {
+        StatsRow {
+            epoch,
+            duration_ms: 1,
+            values: vec![epoch as f32],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_burst_queued_under_the_lock_costs_one_copy() {
+        let opened = Store::open(Path::new(":memory:"), 1000).unwrap();
+        let source = Arc::new(OneTraining {
+            lock: Mutex::new(()),
+            copies: AtomicUsize::new(0),
+            training: StoredTraining {
+                id: 7,
+                run_key: String::new(),
+                state: TrainingState::new(),
+                created_ms: 1,
+                updated_ms: 2,
+            },
+        });
+        let weak: Weak<dyn Source> = Arc::downgrade(&source) as Weak<OneTraining>;
+        opened.store.attach(weak);
+        let receipts: Vec<Receipt> = {
+            // As the hub does: frames applied and queued while holding its lock.
+            let _held = source.lock.lock().unwrap();
+            (0..100)
+                .map(|e| opened.store.save_stats(7, e + 1, row(e), None))
+                .collect()
+        };
+        for receipt in receipts {
+            receipt.await.unwrap().unwrap();
+        }
+        assert_eq!(source.copies.load(Ordering::Relaxed), 1);
+        let rows = opened.store.history_page(7, None).await.unwrap();
+        assert_eq!(rows.len(), 100);
+        opened.store.close();
+        opened.thread.join().unwrap();
+    }
+
+    #[tokio::test]
+    async fn without_a_source_writes_are_refused_not_acked() {
+        let opened = Store::open(Path::new(":memory:"), 1000).unwrap();
+        let saved = opened.store.save_stats(7, 1, row(0), None).await.unwrap();
+        assert!(matches!(saved, Err(StoreError::Stopped)), "{saved:?}");
+        opened.store.barrier(None).await.unwrap().unwrap();
+        opened.store.close();
+        opened.thread.join().unwrap();
+    }
 }

@@ -63,6 +63,16 @@ impl Drop for Producer {
     }
 }
 
+/// What a producer session does after a message of its peer.
+enum Step {
+    /// Sends this answer (an ack or a refusal).
+    Reply(Message),
+    /// Nothing to answer yet.
+    Quiet,
+    /// The peer closed.
+    Close,
+}
+
 fn ack_message(training_id: u32, seq: u32) -> Message {
     let frame = Frame {
         training_id,
@@ -104,6 +114,41 @@ impl Producer {
                 self.owned.remove(0);
             }
             self.owned.push(id);
+        }
+    }
+
+    /// Handles one message of the peer: a frame (rate limited), or a close.
+    async fn on_message(&mut self, msg: Message, kind: ProducerKind, bucket: &mut Bucket) -> Step {
+        let result = match (msg, kind) {
+            (Message::Binary(bytes), ProducerKind::Binary) => {
+                bucket.take().await;
+                self.hub.metrics.frames_in.fetch_add(1, Ordering::Relaxed);
+                self.on_binary(&bytes).await
+            }
+            (Message::Text(text), ProducerKind::Legacy) => {
+                bucket.take().await;
+                self.hub.metrics.frames_in.fetch_add(1, Ordering::Relaxed);
+                self.on_legacy(text.as_str()).await
+            }
+            (Message::Binary(_), ProducerKind::Legacy) => Err(Rejection::new(
+                Reason::BadRequest,
+                "the legacy producer path takes JSON text messages",
+            )),
+            (Message::Text(_), ProducerKind::Binary) => Err(Rejection::new(
+                Reason::BadRequest,
+                "/v1/produce takes binary frames; legacy JSON goes to /ws/watchtrain/producer/{id}",
+            )),
+            (Message::Close(_), _) => return Step::Close,
+            _ => return Step::Quiet,
+        };
+        match result {
+            Ok(Some(reply)) => Step::Reply(reply),
+            Ok(None) => Step::Quiet,
+            Err(rejection) => {
+                self.hub.metrics.reject(rejection.reason);
+                tracing::debug!(rejection = ?rejection.to_string(), "producer frame rejected");
+                Step::Reply(Message::Text(rejection.to_json().into()))
+            }
         }
     }
 
@@ -297,39 +342,14 @@ where
                 // A producer whose frames are all buffered would otherwise run on
                 // without yielding, and its consumers would fall behind.
                 tokio::task::coop::consume_budget().await;
-                let result = match (msg, kind) {
-                    (Message::Binary(bytes), ProducerKind::Binary) => {
-                        bucket.take().await;
-                        hub.metrics.frames_in.fetch_add(1, Ordering::Relaxed);
-                        session.on_binary(&bytes).await
+                match session.on_message(msg, kind, &mut bucket).await {
+                    Step::Reply(reply) => {
+                        if !send(&mut sink, reply, ping_every).await {
+                            break;
+                        }
                     }
-                    (Message::Text(text), ProducerKind::Legacy) => {
-                        bucket.take().await;
-                        hub.metrics.frames_in.fetch_add(1, Ordering::Relaxed);
-                        session.on_legacy(text.as_str()).await
-                    }
-                    (Message::Binary(_), ProducerKind::Legacy) => Err(Rejection::new(
-                        Reason::BadRequest,
-                        "the legacy producer path takes JSON text messages",
-                    )),
-                    (Message::Text(_), ProducerKind::Binary) => Err(Rejection::new(
-                        Reason::BadRequest,
-                        "/v1/produce takes binary frames; legacy JSON goes to /ws/watchtrain/producer/{id}",
-                    )),
-                    (Message::Close(_), _) => break,
-                    _ => continue,
-                };
-                let reply = match result {
-                    Ok(Some(reply)) => reply,
-                    Ok(None) => continue,
-                    Err(rejection) => {
-                        hub.metrics.reject(rejection.reason);
-                        tracing::debug!(rejection = ?rejection.to_string(), "producer frame rejected");
-                        Message::Text(rejection.to_json().into())
-                    }
-                };
-                if !send(&mut sink, reply, ping_every).await {
-                    break;
+                    Step::Quiet => {}
+                    Step::Close => break,
                 }
             }
             _ = acks.tick(), if session.pending_ack.is_some() => {

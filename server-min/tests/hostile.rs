@@ -16,6 +16,16 @@ use watchtrain_relay::Config;
 const ATTACKER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const LOCAL: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 
+/// Checks an answer's status and the reason of its JSON error.
+#[track_caller]
+fn assert_refused((status, body): (u16, String), want_status: u16, want_error: &str) {
+    assert_eq!(
+        (status, error_of(&body).as_str()),
+        (want_status, want_error),
+        "{body}"
+    );
+}
+
 fn error_of(body: &str) -> String {
     let v: serde_json::Value =
         serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body:?}"));
@@ -162,12 +172,7 @@ async fn tokens_are_never_empty_and_a_consumer_token_alone_does_not_start() {
     let relay = Binary::start(&["--db", ":memory:", "--token-file", file.to_str().unwrap()]).await;
     assert_eq!(connect_status(&relay.ws("/v1/produce")).await, 401);
     assert_eq!(
-        connect_with(
-            &relay.ws("/v1/produce"),
-            &[("Authorization", "bearer file-secret")]
-        )
-        .await
-        .err(),
+        produce_refusal(&relay, &[("Authorization", "bearer file-secret")]).await,
         None
     );
     let pid = relay.child.id().unwrap();
@@ -407,19 +412,13 @@ async fn numeric_flags_are_validated() {
 #[tokio::test]
 async fn errors_are_json_everywhere() {
     let relay = Relay::start(Config::in_memory()).await;
-    let (status, body) = http(relay.addr, "GET", "/v1/trainings/abc", &[], b"").await;
-    assert_eq!(
-        (status, error_of(&body).as_str()),
-        (400, "bad_request"),
-        "{body}"
+    assert_refused(
+        http(relay.addr, "GET", "/v1/trainings/abc", &[], b"").await,
+        400,
+        "bad_request",
     );
     let big = vec![0u8; 4096 * 64 + 1];
-    let (status, body) = post_octets(relay.addr, 0, &big).await;
-    assert_eq!(
-        (status, error_of(&body).as_str()),
-        (413, "too_large"),
-        "{body}"
-    );
+    assert_refused(post_octets(relay.addr, 0, &big).await, 413, "too_large");
     let mut producer = connect(&relay.ws("/v1/produce")).await;
     let (id, _) = register(&mut producer, 0, "face", "face", &["loss"], 1).await;
     for query in ["w=65536&h=1", "w=100000&h=100000", "w=1&h=300"] {
@@ -454,12 +453,7 @@ async fn names_cannot_forge_log_lines_or_spreadsheet_formulas() {
     wait_ack(&mut producer, 1).await;
     // A refused client is logged with its reason and address.
     assert_eq!(
-        connect_with(
-            &relay.ws("/v1/produce"),
-            &[("Origin", "http://evil.example")]
-        )
-        .await
-        .err(),
+        produce_refusal(&relay, &[("Origin", "http://evil.example")]).await,
         Some(403)
     );
     let (_, csv) = history_csv(relay.addr, u64::from(id), &[]).await;
@@ -514,12 +508,7 @@ async fn the_largest_refusals_are_read_not_reset() {
     let relay = Relay::start(Config::in_memory()).await;
     // A 64 MiB POST: the client sends it all and reads a JSON 413.
     let big = vec![0u8; 64 << 20];
-    let (status, body) = post_octets(relay.addr, 0, &big).await;
-    assert_eq!(
-        (status, error_of(&body).as_str()),
-        (413, "too_large"),
-        "{body}"
-    );
+    assert_refused(post_octets(relay.addr, 0, &big).await, 413, "too_large");
     // A 2 MiB WebSocket message: the client reads the 1009 close and its reason.
     use futures_util::{SinkExt, StreamExt};
     let mut producer = connect(&relay.ws("/v1/produce")).await;
@@ -565,4 +554,9 @@ async fn many_large_faces_at_once_keep_memory_bounded() {
     println!("60 faces of 2048x2048 at once: relay peak RSS {peak_kib} KiB");
     assert!(peak_kib < 200 * 1024, "peak RSS {peak_kib} KiB");
     relay.kill9().await;
+}
+
+/// How a producer connection with `headers` is refused, `None` when it is accepted.
+async fn produce_refusal(relay: &Binary, headers: &[(&str, &str)]) -> Option<u16> {
+    connect_with(&relay.ws("/v1/produce"), headers).await.err()
 }

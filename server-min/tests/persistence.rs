@@ -39,14 +39,7 @@ async fn a_graceful_restart_restores_the_same_snapshot() {
     let relay = Relay::start(config).await;
     let after = snapshot(&relay.ws(&url)).await;
     assert_eq!(after, before);
-    let (_, csv) = http(
-        relay.addr,
-        "GET",
-        &format!("/v1/trainings/{id}/history.csv"),
-        &[],
-        b"",
-    )
-    .await;
+    let (_, csv) = history_csv(relay.addr, u64::from(id), &[]).await;
     assert_eq!(csv.lines().count(), 4);
     // The same run key gets the same id and learns where to continue.
     let mut producer = connect(&relay.ws("/v1/produce")).await;
@@ -64,15 +57,7 @@ async fn kill_dash_nine_loses_nothing_acknowledged() {
     let db = db.to_str().unwrap();
     let relay = Binary::start(&["--db", db]).await;
     let mut producer = connect(&relay.ws("/v1/produce")).await;
-    let (id, _) = register(
-        &mut producer,
-        0,
-        "killed",
-        "run-k",
-        &["loss", "acc", "f1"],
-        100,
-    )
-    .await;
+    let (id, _) = register_killed(&mut producer).await;
     let mut seq = 0;
     for epoch in 0..40 {
         for batch in 0..5 {
@@ -105,14 +90,7 @@ async fn kill_dash_nine_loses_nothing_acknowledged() {
         format!("{before:?}"),
         "NaN-aware equality"
     );
-    let (_, csv) = http(
-        relay.addr,
-        "GET",
-        &format!("/v1/trainings/{id}/history.csv"),
-        &[],
-        b"",
-    )
-    .await;
+    let (_, csv) = history_csv(relay.addr, u64::from(id), &[]).await;
     assert_eq!(csv.lines().count(), 41, "every acknowledged stats frame");
     assert!(
         csv.lines()
@@ -124,28 +102,18 @@ async fn kill_dash_nine_loses_nothing_acknowledged() {
 
     // The producer resumes after last_seq; a resend of its buffer adds nothing.
     let mut producer = connect(&relay.ws("/v1/produce")).await;
-    let (again, last_seq) = register(
-        &mut producer,
-        0,
-        "killed",
-        "run-k",
-        &["loss", "acc", "f1"],
-        100,
-    )
-    .await;
+    let (again, last_seq) = register_killed(&mut producer).await;
     assert_eq!((again, last_seq), (id, seq));
     send_frame(&mut producer, &stats(id, seq, 39, &[5.0, 5.0, 5.0])).await;
     send_frame(&mut producer, &stats(id, seq + 1, 40, &[0.01, 40.0, 0.5])).await;
     wait_ack(&mut producer, seq + 1).await;
-    let (_, csv) = http(
-        relay.addr,
-        "GET",
-        &format!("/v1/trainings/{id}/history.csv"),
-        &[],
-        b"",
-    )
-    .await;
+    let (_, csv) = history_csv(relay.addr, u64::from(id), &[]).await;
     assert_eq!(csv.lines().count(), 42);
     assert!(!csv.contains(",5,5,5"));
     relay.kill9().await;
+}
+
+/// Registers (again) the training that `kill_dash_nine_loses_nothing_acknowledged` kills.
+async fn register_killed(producer: &mut Ws) -> (u32, u32) {
+    register(producer, 0, "killed", "run-k", &["loss", "acc", "f1"], 100).await
 }

@@ -2,10 +2,13 @@
 //! framebuffer) per screen and scenario, plus layout alone, vector encoding and PNG.
 //! `cargo run --release -p watchtrain-watch --example bench`. Prints figures; asserts nothing.
 
+#[path = "../tests/scenarios/mod.rs"]
+mod scenarios;
+
 use std::hint::black_box;
 use std::time::Instant;
 
-use watchtrain_watch::{layout, render, scenarios, vector, Framebuffer, Screen, Theme};
+use watchtrain_watch::{layout, render, vector, Framebuffer, Screen, Theme};
 
 fn ns_per<F: FnMut()>(mut f: F) -> f64 {
     // Warm up, then run for about 300 ms.

@@ -7,7 +7,10 @@
 //! - `DIR/<scenario>_<w>x<h>.ops`: the full-repaint vector messages, each u16 LE length then bytes;
 //! - `DIR/index.json`: the scenarios and screens.
 
-use watchtrain_watch::{layout, render, scenarios, vector, Screen, Theme};
+#[path = "../tests/scenarios/mod.rs"]
+mod scenarios;
+
+use watchtrain_watch::{layout, render, vector, Screen, Theme};
 
 fn main() {
     let dir = std::path::PathBuf::from(std::env::args().nth(1).expect("usage: fixtures DIR"));

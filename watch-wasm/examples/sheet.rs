@@ -1,10 +1,13 @@
 //! Writes a contact sheet of faces: `cargo run -p watchtrain-watch --example sheet -- OUT.png [SCENARIO...]`.
 //! Each row is one scenario on 336x336, 300x300 and 348x250 (default: every scenario).
 
+#[path = "../tests/scenarios/mod.rs"]
+mod scenarios;
+
 use embedded_graphics::pixelcolor::Rgb888;
 use embedded_graphics::prelude::*;
 use embedded_graphics::primitives::Rectangle;
-use watchtrain_watch::{render, scenarios, Framebuffer, Screen, Theme};
+use watchtrain_watch::{render, Framebuffer, Screen, Theme};
 
 fn main() {
     let mut args = std::env::args().skip(1);

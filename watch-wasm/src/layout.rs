@@ -42,7 +42,7 @@
 use embedded_graphics::pixelcolor::Rgb888;
 use embedded_graphics::prelude::*;
 use heapless::{String, Vec};
-use watchtrain_protocol::{lower_is_better, Status, TrainingState, MAX_METRICS};
+use watchtrain_protocol::{lower_is_better, Bar, Status, TrainingState, MAX_METRICS};
 
 use crate::scene::MAX_TEXTS;
 
@@ -138,150 +138,228 @@ fn face(state: &TrainingState, screen: Screen, theme: &Theme) -> (Scene, Option<
         theme.background,
     );
 
-    // Title: status icon and name, centred together.
-    let mut y = m.top;
-    let title_h = i32::from(m.title.height());
-    let adv = m.title.advance() as i32;
-    let max_chars = ((w - 2 * m.margin_x - ICON_SIZE as i32 - 6) / adv).max(1) as usize;
-    let name: &str = if state.name().is_empty() {
-        "(unnamed)"
-    } else {
-        state.name()
+    let mut header = Header {
+        scene: &mut scene,
+        state,
+        theme,
+        m: &m,
+        w,
     };
-    let name: String<40> = format::cut(name, max_chars);
-    let group = ICON_SIZE as i32 + 6 + name.chars().count() as i32 * adv;
-    let x0 = (w - group) / 2;
-    scene.image(
-        Point::new(x0, y + (title_h - ICON_SIZE as i32) / 2),
-        Icon::for_status(state.status()),
-    );
-    scene.text(
-        Point::new(x0 + ICON_SIZE as i32 + 6, y + baseline(m.title)),
-        &name,
-        m.title,
-        Anchor::Start,
-        theme.text,
-    );
-    y += title_h + 4;
-
-    // Status word and ETA.
-    let label_h = i32::from(m.label.height());
-    let ladv = m.label.advance() as i32;
-    let eta = eta_text(state);
-    let eta_w = eta.len() as i32 * ladv;
-    scene.text(
-        Point::new(w - m.margin_x, y + baseline(m.label)),
-        &eta,
-        m.label,
-        Anchor::End,
-        theme.text,
-    );
-    let status_chars = ((w - 2 * m.margin_x - eta_w - ladv) / ladv).max(1) as usize;
-    let status = status_text(state);
-    let status: String<40> = format::cut(&status, status_chars);
-    scene.text(
-        Point::new(m.margin_x, y + baseline(m.label)),
-        &status,
-        m.label,
-        Anchor::Start,
-        theme.status(state.status()),
-    );
-    y += label_h + 4;
-
-    // Epoch bar.
-    let epoch = epoch_text(state);
-    scene.text(
-        Point::new(m.margin_x, y + baseline(m.label)),
-        &epoch,
-        m.label,
-        Anchor::Start,
-        theme.text,
-    );
-    let bar_x = m.margin_x + (epoch.len() as i32 + 1) * ladv;
-    let bar_y = y + (label_h - m.bar_height) / 2;
-    bar(
-        &mut scene,
-        Point::new(bar_x, bar_y),
-        w - m.margin_x - bar_x,
-        m.bar_height,
-        epoch_fraction(state),
-        theme.track,
-        theme.epoch_bar,
-    );
-    y += label_h + 4;
-
-    // Batch bars of the current epoch: train on the left half, valid on the right.
-    let small_h = i32::from(m.small.height());
-    let sadv = m.small.advance() as i32;
-    let half = (w - 2 * m.margin_x - 12) / 2;
-    for (i, (label, b, color)) in [
-        ("train", state.train(), theme.train_bar),
-        ("valid", state.valid(), theme.valid_bar),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let x = m.margin_x + i as i32 * (half + 12);
-        scene.text(
-            Point::new(x, y + baseline(m.small)),
-            label,
-            m.small,
-            Anchor::Start,
-            theme.dim,
-        );
-        let bx = x + 6 * sadv;
-        let fraction = if b.total == 0 {
-            if state.status() == Status::Completed {
-                1.0
-            } else {
-                0.0
-            }
-        } else {
-            b.done.min(b.total) as f32 / b.total as f32
-        };
-        bar(
-            &mut scene,
-            Point::new(bx, y + (small_h - m.batch_bar_height) / 2),
-            x + half - bx,
-            m.batch_bar_height,
-            fraction,
-            theme.track,
-            color,
-        );
-    }
-    y += small_h + 6;
+    let mut y = m.top;
+    y = header.title(y);
+    y = header.status_line(y);
+    y = header.epoch_line(y);
+    y = header.batch_bars(y);
 
     // Legend at the bottom, chart in between.
-    let n = state.metrics().len();
-    // Two columns on a watch; on wider screens one about every 220 px, so a
-    // value stays near its name.
-    let cols: i32 = if n >= 2 && w >= 240 {
-        (w / 220).clamp(2, n as i32)
-    } else {
-        1
-    };
-    let rows = (n as i32 + cols - 1) / cols;
-    let row_h = i32::from(m.legend.height()) + 2;
-    let legend_top = h - m.bottom - rows * row_h;
-    // Room for the value labels at the sides and the epoch labels below.
-    let (axis_w, ticks_h) = if m.axes {
-        (8 * sadv + 12, small_h + 6)
-    } else {
-        (0, 0)
-    };
-    let chart = Chart {
-        x0: m.margin_x + axis_w,
-        x1: w - m.margin_x - 1 - axis_w,
-        y0: y + 2,
-        y1: legend_top - 6 - ticks_h,
-    };
+    let grid = LegendGrid::new(state.metrics().len(), &m, w, h);
+    let chart = chart_area(&m, w, y, grid.top);
     let plot = draw_chart(&mut scene, state, theme, &m, &chart);
-    legend(&mut scene, state, theme, &m, legend_top, cols, row_h);
+    legend(&mut scene, state, theme, &m, &grid);
     // Last, so that the legend keeps its texts when the pool runs short.
     if let Some(p) = plot.as_ref().filter(|_| m.axes) {
         axes(&mut scene, theme, &m, p);
     }
     (scene, plot)
+}
+
+/// The rows above the chart, drawn from the top down: each draws its row at
+/// `y` and returns the y below it.
+struct Header<'a> {
+    scene: &'a mut Scene,
+    state: &'a TrainingState,
+    theme: &'a Theme,
+    m: &'a Sizes,
+    /// The face's width in layout units.
+    w: i32,
+}
+
+impl Header<'_> {
+    fn parts(&mut self) -> (&mut Scene, &TrainingState, &Theme, &Sizes, i32) {
+        (&mut *self.scene, self.state, self.theme, self.m, self.w)
+    }
+
+    /// The title row, the status icon and the name centred together; returns the y below it.
+    fn title(&mut self, y: i32) -> i32 {
+        let (scene, state, theme, m, w) = self.parts();
+        let (title_h, adv) = cell(m.title);
+        let max_chars = ((w - 2 * m.margin_x - ICON_SIZE as i32 - 6) / adv).max(1) as usize;
+        let name: &str = if state.name().is_empty() {
+            "(unnamed)"
+        } else {
+            state.name()
+        };
+        let name: String<40> = format::cut(name, max_chars);
+        let group = ICON_SIZE as i32 + 6 + name.chars().count() as i32 * adv;
+        let x0 = (w - group) / 2;
+        scene.image(
+            Point::new(x0, y + (title_h - ICON_SIZE as i32) / 2),
+            Icon::for_status(state.status()),
+        );
+        scene.text(
+            Point::new(x0 + ICON_SIZE as i32 + 6, y + baseline(m.title)),
+            &name,
+            m.title,
+            Anchor::Start,
+            theme.text,
+        );
+        y + title_h + 4
+    }
+
+    /// The status word on the left, the ETA on the right (it keeps its room); returns the y below.
+    fn status_line(&mut self, y: i32) -> i32 {
+        let (scene, state, theme, m, w) = self.parts();
+        let (label_h, ladv) = cell(m.label);
+        let eta = eta_text(state);
+        let eta_w = eta.len() as i32 * ladv;
+        scene.text(
+            Point::new(w - m.margin_x, y + baseline(m.label)),
+            &eta,
+            m.label,
+            Anchor::End,
+            theme.text,
+        );
+        let status_chars = ((w - 2 * m.margin_x - eta_w - ladv) / ladv).max(1) as usize;
+        let status = status_text(state);
+        let status: String<40> = format::cut(&status, status_chars);
+        scene.text(
+            Point::new(m.margin_x, y + baseline(m.label)),
+            &status,
+            m.label,
+            Anchor::Start,
+            theme.status(state.status()),
+        );
+        y + label_h + 4
+    }
+
+    /// "epoch 3/10" and the epoch bar after it; returns the y below.
+    fn epoch_line(&mut self, y: i32) -> i32 {
+        let (scene, state, theme, m, w) = self.parts();
+        let (label_h, ladv) = cell(m.label);
+        let epoch = epoch_text(state);
+        scene.text(
+            Point::new(m.margin_x, y + baseline(m.label)),
+            &epoch,
+            m.label,
+            Anchor::Start,
+            theme.text,
+        );
+        let bar_x = m.margin_x + (epoch.len() as i32 + 1) * ladv;
+        let bar_y = y + (label_h - m.bar_height) / 2;
+        bar(
+            scene,
+            Point::new(bar_x, bar_y),
+            w - m.margin_x - bar_x,
+            m.bar_height,
+            epoch_fraction(state),
+            theme.track,
+            theme.epoch_bar,
+        );
+        y + label_h + 4
+    }
+
+    /// The batch bars of the current epoch: train on the left half, valid on the
+    /// right; returns the y below.
+    fn batch_bars(&mut self, y: i32) -> i32 {
+        let (scene, state, theme, m, w) = self.parts();
+        let (small_h, sadv) = cell(m.small);
+        let half = (w - 2 * m.margin_x - 12) / 2;
+        for (i, (label, b, color)) in [
+            ("train", state.train(), theme.train_bar),
+            ("valid", state.valid(), theme.valid_bar),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let x = m.margin_x + i as i32 * (half + 12);
+            scene.text(
+                Point::new(x, y + baseline(m.small)),
+                label,
+                m.small,
+                Anchor::Start,
+                theme.dim,
+            );
+            let bx = x + 6 * sadv;
+            bar(
+                scene,
+                Point::new(bx, y + (small_h - m.batch_bar_height) / 2),
+                x + half - bx,
+                m.batch_bar_height,
+                batch_fraction(state, b),
+                theme.track,
+                color,
+            );
+        }
+        y + small_h + 6
+    }
+}
+
+/// How full a batch bar is; one without a total is full once the training completed.
+fn batch_fraction(state: &TrainingState, b: Bar) -> f32 {
+    if b.total == 0 {
+        if state.status() == Status::Completed {
+            1.0
+        } else {
+            0.0
+        }
+    } else {
+        b.done.min(b.total) as f32 / b.total as f32
+    }
+}
+
+/// Where the legend goes: its columns, its row height and its top.
+#[derive(Clone, Copy)]
+struct LegendGrid {
+    /// Columns of metrics.
+    cols: i32,
+    /// Height of one row.
+    row_h: i32,
+    /// The y of its first row.
+    top: i32,
+}
+
+impl LegendGrid {
+    /// The grid of `n` metrics at the bottom of a `w` x `h` face.
+    fn new(n: usize, m: &Sizes, w: i32, h: i32) -> LegendGrid {
+        // Two columns on a watch; on wider screens one about every 220 px, so a
+        // value stays near its name.
+        let cols: i32 = if n >= 2 && w >= 240 {
+            (w / 220).clamp(2, n as i32)
+        } else {
+            1
+        };
+        let rows = (n as i32 + cols - 1) / cols;
+        let row_h = i32::from(m.legend.height()) + 2;
+        LegendGrid {
+            cols,
+            row_h,
+            top: h - m.bottom - rows * row_h,
+        }
+    }
+}
+
+/// The plot area between the bars (ending at `y`) and the legend (at `legend_top`).
+fn chart_area(m: &Sizes, w: i32, y: i32, legend_top: i32) -> Chart {
+    // Room for the value labels at the sides and the epoch labels below.
+    let (axis_w, ticks_h) = if m.axes {
+        (
+            8 * m.small.advance() as i32 + 12,
+            i32::from(m.small.height()) + 6,
+        )
+    } else {
+        (0, 0)
+    };
+    Chart {
+        x0: m.margin_x + axis_w,
+        x1: w - m.margin_x - 1 - axis_w,
+        y0: y + 2,
+        y1: legend_top - 6 - ticks_h,
+    }
+}
+
+/// A font's line height and advance, in layout units.
+fn cell(font: Font) -> (i32, i32) {
+    (i32::from(font.height()), font.advance() as i32)
 }
 
 /// The offset of a font's alphabetic baseline from its top.
@@ -602,52 +680,14 @@ fn draw_chart(
     if c.y1 - c.y0 < 8 || c.x1 - c.x0 < 8 {
         return None;
     }
-    // Frame: the top and bottom lines of the plot area.
-    scene.line(
-        Point::new(c.x0, c.y0 - 1),
-        Point::new(c.x1, c.y0 - 1),
-        1,
-        theme.track,
-    );
-    scene.line(
-        Point::new(c.x0, c.y1 + 1),
-        Point::new(c.x1, c.y1 + 1),
-        1,
-        theme.track,
-    );
-
+    chart_frame(scene, theme, c);
     let width = state.metrics().len();
     let rows = chart_rows(state);
     if rows.is_empty() || width == 0 {
-        let mid = (c.y0 + c.y1) / 2;
-        let text = if state.status() == Status::Waiting {
-            "waiting for data"
-        } else {
-            "no epoch done yet"
-        };
-        if state.status() == Status::Waiting && c.y1 - c.y0 > 40 {
-            scene.image(
-                Point::new((c.x0 + c.x1) / 2 - ICON_SIZE as i32 / 2, mid - 20),
-                Icon::Logo,
-            );
-        }
-        scene.text(
-            Point::new((c.x0 + c.x1) / 2, mid + 12),
-            text,
-            m.label,
-            Anchor::Middle,
-            theme.dim,
-        );
+        empty_chart(scene, state, theme, m, c);
         return None;
     }
-
-    let last_epoch = rows.last().map_or(0, |(e, _)| *e);
-    let span = if state.epochs() > 0 {
-        (state.epochs() - 1).max(last_epoch)
-    } else {
-        last_epoch
-    }
-    .max(1);
+    let span = epoch_span(state, &rows);
 
     let groups: Vec<Group, MAX_METRICS> = state
         .metrics()
@@ -655,30 +695,9 @@ fn draw_chart(
         .enumerate()
         .map(|(i, n)| Group::of(n, i))
         .collect();
-    let scales: Vec<Option<Scale>, MAX_METRICS> = groups
-        .iter()
-        .map(|g| {
-            scale_of(
-                &rows,
-                |j| groups.get(j) == Some(g),
-                matches!(g, Group::Own(_)),
-            )
-        })
-        .collect();
+    let scales = group_scales(&rows, &groups);
     let scale = |i: usize| scales.get(i).copied().flatten();
-    // An axis is labelled in its metric's colour when it is the only one on it.
-    let axis = |pick: &dyn Fn(Group) -> bool| {
-        let i = groups.iter().position(|g| pick(*g))?;
-        let alone = groups.iter().filter(|g| **g == groups[i]).count() == 1;
-        let color = if alone {
-            theme.metrics[i % theme.metrics.len()]
-        } else {
-            theme.dim
-        };
-        Some((scale(i)?, color))
-    };
-    let left = axis(&|g| g == Group::Minimized);
-    let right = axis(&|g| g == Group::Maximized).or_else(|| axis(&|g| matches!(g, Group::Own(_))));
+    let (left, right) = side_axes(theme, &groups, &scales);
 
     // The best epoch of the primary metric: a vertical line behind the curves.
     let primary = primary_metric(state);
@@ -693,37 +712,150 @@ fn draw_chart(
         scene.line(Point::new(bx, c.y0), Point::new(bx, c.y1), 1, theme.track);
     }
 
-    // Curves: one colour per metric; non-finite values leave gaps.
+    let drawn = Drawn { rows: &rows, span };
     for i in 0..width {
-        let Some(s) = scale(i) else { continue };
-        let color = theme.metrics[i % theme.metrics.len()];
-        let mut prev: Option<Point> = None;
-        for (k, (epoch, values)) in rows.iter().enumerate() {
-            let v = values[i];
-            if !v.is_finite() {
-                prev = None;
-                continue;
-            }
-            let p = Point::new(c.x(*epoch, span), c.y(v, s));
-            if let Some(q) = prev {
-                scene.line(q, p, m.curve_width, color);
-            } else {
-                let next_finite = rows.get(k + 1).is_some_and(|(_, vs)| vs[i].is_finite());
-                if !next_finite {
-                    // An isolated point: a short dash.
-                    scene.line(
-                        p - Point::new(1, 0),
-                        p + Point::new(1, 0),
-                        m.curve_width,
-                        color,
-                    );
-                }
-            }
-            prev = Some(p);
+        if let Some(s) = scale(i) {
+            curve(scene, theme, m, c, &drawn, i, s);
         }
     }
+    nan_marks(scene, theme, c, &drawn);
+    if let Some((_, bx, by, epoch)) = best {
+        best_mark(scene, theme, m, c, Point::new(bx, by), epoch);
+    }
+    Some(Plot {
+        chart: *c,
+        span,
+        left,
+        right,
+    })
+}
 
-    // NaN/inf: red bars along the top over the epochs where they happened.
+/// The top and bottom lines of the plot area.
+fn chart_frame(scene: &mut Scene, theme: &Theme, c: &Chart) {
+    scene.line(
+        Point::new(c.x0, c.y0 - 1),
+        Point::new(c.x1, c.y0 - 1),
+        1,
+        theme.track,
+    );
+    scene.line(
+        Point::new(c.x0, c.y1 + 1),
+        Point::new(c.x1, c.y1 + 1),
+        1,
+        theme.track,
+    );
+}
+
+/// A chart with nothing to draw yet says why (with the logo while waiting, when it fits).
+fn empty_chart(scene: &mut Scene, state: &TrainingState, theme: &Theme, m: &Sizes, c: &Chart) {
+    let mid = (c.y0 + c.y1) / 2;
+    let text = if state.status() == Status::Waiting {
+        "waiting for data"
+    } else {
+        "no epoch done yet"
+    };
+    if state.status() == Status::Waiting && c.y1 - c.y0 > 40 {
+        scene.image(
+            Point::new((c.x0 + c.x1) / 2 - ICON_SIZE as i32 / 2, mid - 20),
+            Icon::Logo,
+        );
+    }
+    scene.text(
+        Point::new((c.x0 + c.x1) / 2, mid + 12),
+        text,
+        m.label,
+        Anchor::Middle,
+        theme.dim,
+    );
+}
+
+/// The last epoch the x axis spans (0-based): the planned ones when known, else those seen.
+fn epoch_span(state: &TrainingState, rows: &[Row<'_>]) -> u32 {
+    let last_epoch = rows.last().map_or(0, |(e, _)| *e);
+    if state.epochs() > 0 {
+        (state.epochs() - 1).max(last_epoch)
+    } else {
+        last_epoch
+    }
+    .max(1)
+}
+
+/// Each metric's scale: the one of its group.
+fn group_scales(rows: &[Row<'_>], groups: &[Group]) -> Vec<Option<Scale>, MAX_METRICS> {
+    groups
+        .iter()
+        .map(|g| {
+            scale_of(
+                rows,
+                |j| groups.get(j) == Some(g),
+                matches!(g, Group::Own(_)),
+            )
+        })
+        .collect()
+}
+
+/// A value axis's scale and its labels' colour.
+type Axis = Option<(Scale, Rgb888)>;
+
+/// The left axis (the minimized group) and the right one (the maximized group,
+/// else the first metric without a direction).
+fn side_axes(theme: &Theme, groups: &[Group], scales: &[Option<Scale>]) -> (Axis, Axis) {
+    // An axis is labelled in its metric's colour when it is the only one on it.
+    let axis = |pick: &dyn Fn(Group) -> bool| {
+        let i = groups.iter().position(|g| pick(*g))?;
+        let alone = groups.iter().filter(|g| **g == groups[i]).count() == 1;
+        let color = if alone {
+            theme.metrics[i % theme.metrics.len()]
+        } else {
+            theme.dim
+        };
+        Some((scales.get(i).copied().flatten()?, color))
+    };
+    let left = axis(&|g| g == Group::Minimized);
+    let right = axis(&|g| g == Group::Maximized).or_else(|| axis(&|g| matches!(g, Group::Own(_))));
+    (left, right)
+}
+
+/// The rows of a chart and the last epoch its x axis spans.
+#[derive(Clone, Copy)]
+struct Drawn<'r, 'a> {
+    rows: &'r [Row<'a>],
+    span: u32,
+}
+
+/// The curve of metric `i` on scale `s`, in its colour; non-finite values leave gaps.
+fn curve(scene: &mut Scene, theme: &Theme, m: &Sizes, c: &Chart, d: &Drawn, i: usize, s: Scale) {
+    let Drawn { rows, span } = *d;
+    let color = theme.metrics[i % theme.metrics.len()];
+    let mut prev: Option<Point> = None;
+    for (k, (epoch, values)) in rows.iter().enumerate() {
+        let v = values[i];
+        if !v.is_finite() {
+            prev = None;
+            continue;
+        }
+        let p = Point::new(c.x(*epoch, span), c.y(v, s));
+        if let Some(q) = prev {
+            scene.line(q, p, m.curve_width, color);
+        } else {
+            let next_finite = rows.get(k + 1).is_some_and(|(_, vs)| vs[i].is_finite());
+            if !next_finite {
+                // An isolated point: a short dash.
+                scene.line(
+                    p - Point::new(1, 0),
+                    p + Point::new(1, 0),
+                    m.curve_width,
+                    color,
+                );
+            }
+        }
+        prev = Some(p);
+    }
+}
+
+/// NaN/inf: red bars along the top over the epochs where they happened.
+fn nan_marks(scene: &mut Scene, theme: &Theme, c: &Chart, d: &Drawn) {
+    let Drawn { rows, span } = *d;
     let mut marks = 0;
     let mut k = 0;
     while k < rows.len() && marks < MAX_NAN_MARKS {
@@ -745,31 +877,20 @@ fn draw_chart(
         marks += 1;
         k += 1;
     }
+}
 
-    // The best point on top, and its epoch as a label.
-    if let Some((_, bx, by, epoch)) = best {
-        scene.line(
-            Point::new(bx - 3, by),
-            Point::new(bx + 3, by),
-            3,
-            theme.best,
-        );
-        use core::fmt::Write;
-        let mut label: String<16> = String::new();
-        let _ = write!(label, "best {}", epoch + 1);
-        let (x, anchor) = if bx > (c.x0 + c.x1) / 2 {
-            (bx - 3, Anchor::End)
-        } else {
-            (bx + 3, Anchor::Start)
-        };
-        scene.text(Point::new(x, c.y1 - 2), &label, m.small, anchor, theme.best);
-    }
-    Some(Plot {
-        chart: *c,
-        span,
-        left,
-        right,
-    })
+/// The best point `at`, on top of the curves, and its epoch as a label.
+fn best_mark(scene: &mut Scene, theme: &Theme, m: &Sizes, c: &Chart, at: Point, epoch: u32) {
+    use core::fmt::Write;
+    scene.line(at - Point::new(3, 0), at + Point::new(3, 0), 3, theme.best);
+    let mut label: String<16> = String::new();
+    let _ = write!(label, "best {}", epoch + 1);
+    let (x, anchor) = if at.x > (c.x0 + c.x1) / 2 {
+        (at.x - 3, Anchor::End)
+    } else {
+        (at.x + 3, Anchor::Start)
+    };
+    scene.text(Point::new(x, c.y1 - 2), &label, m.small, anchor, theme.best);
 }
 
 /// Value axes at the chart's sides and epoch ticks below it, as many labels as the
@@ -912,8 +1033,22 @@ pub struct Readout {
 ///
 /// ```
 /// use embedded_graphics::prelude::Point;
-/// use watchtrain_watch::{readout, scenarios, Screen, Theme};
-/// let state = scenarios::state("mid_epoch").unwrap();
+/// use watchtrain_protocol::{truncated, Action, Frame, Register, Stats, TrainingState, Values};
+/// use watchtrain_watch::{readout, Screen, Theme};
+/// // A training of 10 epochs with 4 done.
+/// let mut state = TrainingState::new();
+/// let mut register = Register { epochs: 10, ..Default::default() };
+/// for name in ["train_loss", "valid_loss", "accuracy"] {
+///     register.metrics.push(truncated(name)).unwrap();
+/// }
+/// let mut actions = vec![Action::Register(register)];
+/// for epoch in 0..4 {
+///     let values = Values::from_slice(&[1.0, 1.2, 0.5]).unwrap();
+///     actions.push(Action::Stats(Stats { epoch, duration_ms: 1000, values }));
+/// }
+/// for (seq, action) in (1..).zip(actions) {
+///     state.apply(&Frame { training_id: 1, seq, action }).unwrap();
+/// }
 /// let screen = Screen::new(960, 540);
 /// let r = readout(&state, screen, &Theme::dark(), Point::new(850, 300)).unwrap();
 /// assert_eq!(r.epoch, 3); // the last epoch done, nearest to the right edge
@@ -939,15 +1074,8 @@ pub fn readout(state: &TrainingState, screen: Screen, theme: &Theme, at: Point) 
     })
 }
 
-fn legend(
-    scene: &mut Scene,
-    state: &TrainingState,
-    theme: &Theme,
-    m: &Sizes,
-    top: i32,
-    cols: i32,
-    row_h: i32,
-) {
+fn legend(scene: &mut Scene, state: &TrainingState, theme: &Theme, m: &Sizes, grid: &LegendGrid) {
+    let LegendGrid { cols, row_h, top } = *grid;
     let n = state.metrics().len();
     if n == 0 {
         return;

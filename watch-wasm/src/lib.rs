@@ -35,7 +35,7 @@
 //!
 //! Without default features, `layout` and `scene` are `no_std` and allocation
 //! free (built for `thumbv7em-none-eabihf` in CI); `alloc` adds the
-//! [`Framebuffer`], [`render`] and [`vector`]; `std` adds PNG and `scenarios`.
+//! [`Framebuffer`], [`render`] and [`vector`]; `std` adds PNG.
 #![cfg_attr(not(any(feature = "std", test)), no_std)]
 #![deny(missing_docs)]
 
@@ -48,8 +48,6 @@ mod framebuffer;
 pub mod icons;
 mod layout;
 pub mod limits;
-#[cfg(feature = "std")]
-pub mod scenarios;
 pub mod scene;
 mod theme;
 #[cfg(feature = "alloc")]

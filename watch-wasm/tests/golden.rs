@@ -5,9 +5,11 @@
 //! `WATCHTRAIN_BLESS=1 cargo test -p watchtrain-watch --test golden` rewrites the
 //! goldens: look at every one before committing it.
 
+mod scenarios;
+
 use std::path::PathBuf;
 
-use watchtrain_watch::{render, scenarios, Framebuffer, Screen, Theme};
+use watchtrain_watch::{render, Framebuffer, Screen, Theme};
 
 const SCREENS: [Screen; 3] = [Screen::VERSA3, Screen::VERSA2, Screen::IONIC];
 const DESKTOP: [(&str, Screen); 4] = [

@@ -1,11 +1,13 @@
 //! The vector backend: messages fit 1 KiB, decode back to the same picture as
 //! the raster backend, and diffs bring the watch to the same state as a full repaint.
 
+mod scenarios;
+
 use embedded_graphics::pixelcolor::Rgb888;
 use embedded_graphics::prelude::*;
 use watchtrain_protocol::TrainingState;
 use watchtrain_watch::vector::{self, DecodeError, Pool, MAX_MESSAGE_LEN};
-use watchtrain_watch::{layout, render, scenarios, Framebuffer, Screen, Theme};
+use watchtrain_watch::{layout, render, Framebuffer, Screen, Theme};
 
 const SCREENS: [Screen; 3] = [Screen::VERSA3, Screen::VERSA2, Screen::IONIC];
 

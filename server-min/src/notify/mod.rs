@@ -160,49 +160,6 @@ pub struct Counters {
     pub mqtt_connected: AtomicI64,
 }
 
-impl Counters {
-    /// The counters as Prometheus (name, help, value), for `/metrics`'s list of counters.
-    pub fn totals(&self) -> [(&'static str, &'static str, u64); 5] {
-        let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        [
-            (
-                "watchtrain_notifications_sent_total",
-                "Notifications (--notify) a receiver accepted.",
-                c(&self.sent),
-            ),
-            (
-                "watchtrain_notifications_given_up_total",
-                "Notifications (--notify) given up after every retry or with a full queue.",
-                c(&self.given_up),
-            ),
-            (
-                "watchtrain_outbound_lagged_total",
-                "Training changes the notifier or the MQTT bridge missed by falling behind.",
-                c(&self.lagged),
-            ),
-            (
-                "watchtrain_mqtt_published_total",
-                "MQTT messages (--mqtt) handed to the client.",
-                c(&self.mqtt_published),
-            ),
-            (
-                "watchtrain_mqtt_dropped_total",
-                "MQTT messages (--mqtt) dropped while the broker could not take them.",
-                c(&self.mqtt_dropped),
-            ),
-        ]
-    }
-
-    /// The bridge's connection gauge as Prometheus text.
-    pub fn write_gauges(&self, out: &mut String) {
-        let _ = writeln!(
-            out,
-            "# HELP watchtrain_mqtt_connected 1 while the MQTT bridge is connected.\n# TYPE watchtrain_mqtt_connected gauge\nwatchtrain_mqtt_connected {}",
-            self.mqtt_connected.load(Ordering::Relaxed)
-        );
-    }
-}
-
 /// The hub's side: where it drops changes for the notifier and the bridge.
 pub struct Outlet {
     /// Fan-out to the notifier and the bridge; nobody listens when both are off.

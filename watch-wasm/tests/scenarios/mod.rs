@@ -1,8 +1,13 @@
 //! Frame sequences for the interesting states of a face: the golden images,
 //! the wasm-vs-native test, the benchmark and the README's pictures use them.
+//! Test fixtures, not the face's API: tests take it with `mod scenarios;`,
+//! examples with `#[path]`.
 //!
 //! Values are made by a small deterministic formula (no randomness), so every
 //! run and every target sees the same frames.
+
+// Each test and example compiles its own copy and uses part of it.
+#![allow(dead_code)]
 
 use watchtrain_protocol::{
     truncated, Action, Finished, Frame, Outcome, Phase, Progress, Register, Stats, Values,

@@ -231,8 +231,8 @@ async fn drive<T: Transport>(
     }
 }
 
-/// Starts a server and waits for the line containing `ready`, which it returns.
-async fn spawn_server(mut cmd: Command, ready: &str) -> (Child, String) {
+/// Starts a server and waits for its line holding `ready`; on failure, what it printed.
+async fn spawn_server(mut cmd: Command, ready: &str) -> Result<(Child, String), String> {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -254,16 +254,23 @@ async fn spawn_server(mut cmd: Command, ready: &str) -> (Child, String) {
             }
         });
     }
+    // Only the readers hold a sender now: a server that exits ends the wait at once.
+    drop(tx);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut printed = String::new();
     let ready_line = loop {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Ok(Some(line)) if line.contains(ready) => break line,
-            Ok(Some(_)) => continue,
-            _ => panic!("server did not print {ready:?}"),
+            Ok(Some(line)) => printed += &format!("{line}\n"),
+            _ => {
+                return Err(format!(
+                    "server did not print {ready:?}; it printed:\n{printed}"
+                ))
+            }
         }
     };
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    (child, ready_line)
+    Ok((child, ready_line))
 }
 
 /// Mosquitto cannot listen on port 0 and say which port it got (`listener 0` is a
@@ -295,7 +302,9 @@ async fn bench_relay(relay: &str, n: usize, burst_frames: u32) -> Figures {
     ]);
     cmd.env("RUST_LOG", "warn");
     // Port 0: the relay's first line says the address it bound.
-    let (server, line) = spawn_server(cmd, "watchtrain-relay listening on ").await;
+    let (server, line) = spawn_server(cmd, "watchtrain-relay listening on ")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let addr: SocketAddr = line
         .rsplit(' ')
         .next()
@@ -385,9 +394,7 @@ impl Transport for WsSink {
     }
 }
 
-async fn bench_mosquitto(mosquitto: &str, n: usize, burst_frames: u32) -> Figures {
-    let port = free_port();
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+async fn start_mosquitto(mosquitto: &str, port: u16) -> Result<(Child, SocketAddr), String> {
     let dir = std::env::temp_dir().join(format!("watchtrain-bench-mosquitto-{port}"));
     std::fs::create_dir_all(&dir).unwrap();
     let conf = dir.join("mosquitto.conf");
@@ -398,7 +405,22 @@ async fn bench_mosquitto(mosquitto: &str, n: usize, burst_frames: u32) -> Figure
     .unwrap();
     let mut cmd = Command::new(mosquitto);
     cmd.args(["-c", conf.to_str().unwrap(), "-v"]);
-    let (server, _) = spawn_server(cmd, "running").await;
+    let started = spawn_server(cmd, "running").await;
+    // Mosquitto has read its configuration once it runs (or has given up).
+    let _ = std::fs::remove_dir_all(dir);
+    Ok((started?.0, ([127, 0, 0, 1], port).into()))
+}
+
+async fn bench_mosquitto(mosquitto: &str, n: usize, burst_frames: u32) -> Figures {
+    // The picked port can be taken before Mosquitto binds it: then try another.
+    let mut started = Err(String::new());
+    for _ in 0..5 {
+        started = start_mosquitto(mosquitto, free_port()).await;
+        if started.is_ok() {
+            break;
+        }
+    }
+    let (server, addr) = started.unwrap_or_else(|e| panic!("{e}"));
     let (stop, stopped) = watch::channel(false);
     let mut consumers = Vec::new();
     for i in 0..n {
@@ -428,7 +450,6 @@ async fn bench_mosquitto(mosquitto: &str, n: usize, burst_frames: u32) -> Figure
     let pid = server.id().unwrap();
     let figures = drive(&mut producer, 1, consumers, stop, burst_frames, pid).await;
     drop(server);
-    let _ = std::fs::remove_dir_all(dir);
     figures
 }
 

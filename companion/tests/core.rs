@@ -27,6 +27,7 @@ fn register(epochs: u32) -> Vec<u8> {
             metrics,
             epochs,
             batches: 48,
+            goals: Default::default(),
         }),
     )
 }

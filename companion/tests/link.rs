@@ -40,6 +40,7 @@ fn training() -> Vec<Vec<u8>> {
             metrics,
             epochs: 50,
             batches: 4,
+            goals: Default::default(),
         }),
     )];
     let mut seq = 1;

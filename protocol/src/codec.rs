@@ -1,9 +1,10 @@
 //! Frames to bytes and back: a version byte, then postcard.
 //!
-//! The byte layout is written down in `protocol/WIRE.md`.
+//! The byte layout is written down in `protocol/WIRE.md`. Encoding writes
+//! [`FORMAT_VERSION`]; decoding also reads version 1 ([`crate::v1`]).
 
 use crate::limits::{FORMAT_VERSION, MAX_FRAME_LEN};
-use crate::{Action, Error, Frame};
+use crate::{v1, Action, Error, Frame};
 
 impl Frame {
     /// Encodes the frame into `buf` and returns the used part.
@@ -17,7 +18,7 @@ impl Frame {
     /// };
     /// let mut buf = [0u8; 64];
     /// let bytes = frame.encode(&mut buf)?;
-    /// assert_eq!(bytes, &[1, 7, 42, 1, 1, 2, 10, 5, 12]);
+    /// assert_eq!(bytes, &[2, 7, 42, 1, 1, 2, 10, 5, 12]);
     /// # Ok::<(), watchtrain_protocol::Error>(())
     /// ```
     pub fn encode<'b>(&self, buf: &'b mut [u8]) -> Result<&'b mut [u8], Error> {
@@ -46,8 +47,10 @@ impl Frame {
     ///
     /// ```
     /// use watchtrain_protocol::{Action, Error, Frame};
-    /// let frame = Frame::decode(&[1, 7, 0, 5])?;
+    /// let frame = Frame::decode(&[2, 7, 0, 5])?;
     /// assert_eq!(frame.action, Action::Heartbeat);
+    /// // Version 1 still decodes.
+    /// assert_eq!(Frame::decode(&[1, 7, 0, 5])?, frame);
     /// assert_eq!(Frame::decode(&[9, 7, 0, 5]), Err(Error::DecodeUnsupportedVersion));
     /// # Ok::<(), Error>(())
     /// ```
@@ -56,21 +59,11 @@ impl Frame {
         if bytes.len() > MAX_FRAME_LEN {
             return Err(Error::DecodeTooLong);
         }
-        if version != FORMAT_VERSION {
-            return Err(Error::DecodeUnsupportedVersion);
-        }
-        let ((training_id, seq, action), left): ((u32, u32, Action), _) =
-            postcard::take_from_bytes(rest).map_err(|e| match e {
-                postcard::Error::DeserializeUnexpectedEnd => Error::DecodeTruncated,
-                postcard::Error::SerdeDeCustom if unknown_action(rest) => {
-                    Error::DecodeUnknownAction
-                }
-                postcard::Error::SerdeDeCustom => Error::DecodeOverCapacity,
-                _ => Error::DecodeMalformed,
-            })?;
-        if !left.is_empty() {
-            return Err(Error::DecodeTrailingBytes);
-        }
+        let (training_id, seq, action) = match version {
+            FORMAT_VERSION => take(rest)?,
+            1 => v1::take(rest)?,
+            _ => return Err(Error::DecodeUnsupportedVersion),
+        };
         // The one place wire data is checked: what decodes is consistent.
         if let Action::Snapshot(snapshot) = &action {
             if !snapshot.is_consistent() {
@@ -83,6 +76,21 @@ impl Frame {
             action,
         })
     }
+}
+
+/// Decodes `(training_id, seq, action)` of the current version, filling all of `rest`.
+pub(crate) fn take(rest: &[u8]) -> Result<(u32, u32, Action), Error> {
+    let (header, left): ((u32, u32, Action), _) =
+        postcard::take_from_bytes(rest).map_err(|e| match e {
+            postcard::Error::DeserializeUnexpectedEnd => Error::DecodeTruncated,
+            postcard::Error::SerdeDeCustom if unknown_action(rest) => Error::DecodeUnknownAction,
+            postcard::Error::SerdeDeCustom => Error::DecodeOverCapacity,
+            _ => Error::DecodeMalformed,
+        })?;
+    if !left.is_empty() {
+        return Err(Error::DecodeTrailingBytes);
+    }
+    Ok(header)
 }
 
 /// Number of [`Action`] variants: a tag at or past it is unknown.

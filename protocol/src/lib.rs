@@ -47,15 +47,16 @@ mod frame;
 pub mod json;
 pub mod limits;
 mod state;
+mod v1;
 
 pub use error::Error;
 pub use frame::{
-    truncated, Ack, Action, Bar, Best, Finished, Frame, Level, Log, LogText, MetricName,
-    MetricNames, Name, Outcome, Phase, Progress, Reason, Register, RunKey, Snapshot, Stats, Status,
-    Values,
+    truncated, Ack, Action, Bar, Best, Finished, Frame, Goal, Goals, Level, Log, LogText,
+    MetricName, MetricNames, Name, Outcome, Phase, Progress, Reason, Register, RunKey, Snapshot,
+    Stats, Status, Values,
 };
 pub use limits::{
     FORMAT_VERSION, HISTORY_VALUES, MAX_FRAME_LEN, MAX_LEGACY_JSON_LEN, MAX_LOG_LEN, MAX_METRICS,
     MAX_METRIC_NAME_LEN, MAX_NAME_LEN, MAX_REASON_LEN, MAX_RUN_KEY_LEN,
 };
-pub use state::{lower_is_better, Applied, TrainingState};
+pub use state::{Applied, TrainingState};

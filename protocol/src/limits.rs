@@ -4,8 +4,9 @@
 //! with every field at its maximum, still fits in [`MAX_FRAME_LEN`] bytes: a
 //! Fitbit message is limited to about 1 KiB.
 
-/// The format version, the first byte of every frame.
-pub const FORMAT_VERSION: u8 = 1;
+/// The format version, the first byte of every frame an encoder writes.
+/// Version 2 added metric goals; decoders also read version 1.
+pub const FORMAT_VERSION: u8 = 2;
 /// Largest encoded frame in bytes, snapshot included.
 pub const MAX_FRAME_LEN: usize = 1024;
 /// Most metrics (losses and metrics together) a training can register.

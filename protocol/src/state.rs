@@ -12,8 +12,8 @@
 //! row of NaN: a gap, not a made-up value.
 
 use crate::frame::{
-    Action, Bar, Best, Frame, MetricNames, Name, Outcome, Phase, Progress, Reason, Register,
-    Snapshot, Stats, Status, Values,
+    Action, Bar, Best, Frame, Goal, Goals, MetricNames, Name, Outcome, Phase, Progress, Reason,
+    Register, Snapshot, Stats, Status, Values, NO_BEST,
 };
 use crate::Error;
 
@@ -43,8 +43,11 @@ impl TryFrom<Snapshot> for TrainingState {
     type Error = Error;
 
     /// The state a snapshot describes, or [`Error::DecodeInconsistentSnapshot`].
-    fn try_from(snapshot: Snapshot) -> Result<Self, Error> {
+    /// A snapshot without goals (of format version 1) gets them from the names,
+    /// and no best for a metric without a goal.
+    fn try_from(mut snapshot: Snapshot) -> Result<Self, Error> {
         if snapshot.is_consistent() {
+            snapshot.default_goals();
             Ok(TrainingState { s: snapshot })
         } else {
             Err(Error::DecodeInconsistentSnapshot)
@@ -56,29 +59,6 @@ impl From<TrainingState> for Snapshot {
     fn from(state: TrainingState) -> Snapshot {
         state.s
     }
-}
-
-/// True for metric names where lower is better (losses, errors, perplexity).
-pub fn lower_is_better(name: &str) -> bool {
-    [
-        "loss",
-        "err",
-        "mse",
-        "mae",
-        "rmse",
-        "perplexity",
-        "wer",
-        "cer",
-    ]
-    .iter()
-    .any(|word| contains_ignore_case(name, word))
-}
-
-fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
-    haystack
-        .as_bytes()
-        .windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 impl TrainingState {
@@ -148,9 +128,26 @@ impl TrainingState {
         &self.s.latest
     }
 
-    /// Best value per metric: empty before the first stats, else one per metric.
+    /// Best value per metric: empty before the first stats, else one per
+    /// metric; NaN for a metric without a goal (and before its first value).
     pub fn best(&self) -> &[Best] {
         &self.s.best
+    }
+
+    /// The goal of each metric: one per metric, declared by the producer or
+    /// defaulted from the name.
+    pub fn goals(&self) -> &Goals {
+        &self.s.goals
+    }
+
+    /// The best of metric `i`, only when it has a goal and a value.
+    pub fn best_of(&self, i: usize) -> Option<Best> {
+        let goal = self.s.goals.get(i).copied().unwrap_or_default();
+        self.s
+            .best
+            .get(i)
+            .copied()
+            .filter(|b| goal != Goal::None && !b.value.is_nan())
     }
 
     /// Sum of the durations of the epochs seen, in milliseconds.
@@ -253,11 +250,19 @@ impl TrainingState {
         if !r.metrics.is_empty() && r.metrics != self.s.metrics {
             // New metric names make the old history meaningless.
             self.s.metrics = r.metrics.clone();
+            self.s.goals = Goal::resolve(&self.s.metrics, &r.goals);
             self.s.history.clear();
             self.s.latest.clear();
             self.s.best.clear();
             self.s.latest_epoch = None;
             self.s.stride = 1;
+        } else if !r.goals.is_empty() {
+            // Declared goals for the same metrics; none declared keeps the known ones.
+            let goals = Goal::resolve(&self.s.metrics, &r.goals);
+            if goals != self.s.goals {
+                self.s.goals = goals;
+                self.rebest();
+            }
         }
         // A producer registering again is alive; an ended training stays ended
         // (a resent registration must not reopen it), new progress reopens it.
@@ -366,34 +371,27 @@ impl TrainingState {
         self.s.stride = self.s.stride.saturating_mul(2);
     }
 
+    /// Finds the bests again from the kept history and the latest values,
+    /// after the goals changed.
+    fn rebest(&mut self) {
+        let s = &mut self.s;
+        s.best.clear();
+        let width = s.metrics.len().max(1);
+        for (i, row) in s.history.chunks_exact(width).enumerate() {
+            improve(
+                &mut s.best,
+                &s.goals,
+                (i as u32).saturating_mul(s.stride),
+                row,
+            );
+        }
+        if let Some(epoch) = s.latest_epoch {
+            improve(&mut s.best, &s.goals, epoch, &s.latest);
+        }
+    }
+
     fn record_best(&mut self, epoch: u32, values: &[f32]) {
-        if self.s.best.len() != values.len() {
-            self.s.best.clear();
-            for _ in values {
-                let _ = self.s.best.push(Best {
-                    epoch: 0,
-                    value: f32::NAN,
-                });
-            }
-        }
-        for ((best, value), name) in self.s.best.iter_mut().zip(values).zip(&self.s.metrics) {
-            if value.is_nan() {
-                continue;
-            }
-            let better = if best.value.is_nan() {
-                true
-            } else if lower_is_better(name) {
-                *value < best.value
-            } else {
-                *value > best.value
-            };
-            if better {
-                *best = Best {
-                    epoch,
-                    value: *value,
-                };
-            }
-        }
+        improve(&mut self.s.best, &self.s.goals, epoch, values);
     }
 
     /// The kept history rows as `(epoch, values)`, oldest first.
@@ -435,6 +433,38 @@ impl TrainingState {
             training_id,
             seq: 0,
             action: Action::Snapshot(self.s.clone()),
+        }
+    }
+}
+
+/// Takes the values of `epoch` into the bests, following each metric's goal.
+fn improve(
+    bests: &mut heapless::Vec<Best, { crate::MAX_METRICS }>,
+    goals: &[Goal],
+    epoch: u32,
+    values: &[f32],
+) {
+    if bests.len() != values.len() {
+        bests.clear();
+        for _ in values {
+            let _ = bests.push(NO_BEST);
+        }
+    }
+    for ((best, value), goal) in bests.iter_mut().zip(values).zip(goals) {
+        if value.is_nan() {
+            continue;
+        }
+        let better = match goal {
+            Goal::None => false,
+            _ if best.value.is_nan() => true,
+            Goal::Minimize => *value < best.value,
+            Goal::Maximize => *value > best.value,
+        };
+        if better {
+            *best = Best {
+                epoch,
+                value: *value,
+            };
         }
     }
 }

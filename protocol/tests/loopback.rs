@@ -34,10 +34,11 @@ fn register() {
         metrics: [truncated("loss"), truncated("acc")].into_iter().collect(),
         epochs: 10,
         batches: 300,
+        goals: Goals::new(),
     });
     #[rustfmt::skip]
     let bytes = [
-        0x01, // format version
+        0x02, // format version
         0x00, // training_id 0: assign one
         0x00, // seq 0
         0x00, // tag 0: Register
@@ -46,19 +47,80 @@ fn register() {
         0x02, 0x04, b'l', b'o', b's', b's', 0x03, b'a', b'c', b'c', // metrics
         0x0a, // epochs 10
         0xac, 0x02, // batches 300: varint, low 7 bits first
+        0x00, // goals: none declared, defaults from the names
     ];
     loopback(frame(0, 0, action), &bytes);
+}
+
+#[test]
+fn register_with_goals() {
+    let action = Action::Register(Register {
+        name: truncated("m"),
+        run_key: truncated(""),
+        metrics: [truncated("score"), truncated("lr"), truncated("err")]
+            .into_iter()
+            .collect(),
+        epochs: 3,
+        batches: 0,
+        goals: Goals::from_slice(&[Goal::Maximize, Goal::None, Goal::Minimize]).unwrap(),
+    });
+    #[rustfmt::skip]
+    let bytes = [
+        0x02, 0x00, 0x00,
+        0x00, // Register
+        0x01, b'm', // name
+        0x00, // run_key
+        0x03, 0x05, b's', b'c', b'o', b'r', b'e', 0x02, b'l', b'r', 0x03, b'e', b'r', b'r', // metrics
+        0x03, // epochs
+        0x00, // batches
+        0x03, 0x02, 0x00, 0x01, // goals: maximize, none, minimize
+    ];
+    loopback(frame(0, 0, action), &bytes);
+}
+
+#[test]
+fn a_version_1_register_decodes_without_goals() {
+    // Version 1 had no goals field: the frame ends after `batches`.
+    #[rustfmt::skip]
+    let bytes = [
+        0x01, 0x00, 0x00, 0x00,
+        0x05, b'm', b'n', b'i', b's', b't', 0x02, b'k', b'1',
+        0x02, 0x04, b'l', b'o', b's', b's', 0x03, b'a', b'c', b'c',
+        0x0a, 0xac, 0x02,
+    ];
+    let want = Register {
+        name: truncated("mnist"),
+        run_key: truncated("k1"),
+        metrics: [truncated("loss"), truncated("acc")].into_iter().collect(),
+        epochs: 10,
+        batches: 300,
+        goals: Goals::new(),
+    };
+    assert_eq!(
+        Frame::decode(&bytes).unwrap().action,
+        Action::Register(want)
+    );
+    // Other actions of version 1 are the same bytes after the version.
+    assert_eq!(
+        Frame::decode(&[0x01, 0x07, 0x2a, 0x01, 0x00, 0x02, 0x0a, 0x11, 0x5c]).unwrap(),
+        Frame::decode(&[0x02, 0x07, 0x2a, 0x01, 0x00, 0x02, 0x0a, 0x11, 0x5c]).unwrap(),
+    );
+    // A version 1 register with a goals list is one byte too long.
+    let mut long = bytes.to_vec();
+    long.push(0x00);
+    assert_eq!(Frame::decode(&long), Err(Error::DecodeTrailingBytes));
 }
 
 #[test]
 fn register_with_nothing_known_and_the_largest_ids() {
     #[rustfmt::skip]
     let bytes = [
-        0x01,
+        0x02,
         0xff, 0xff, 0xff, 0xff, 0x0f, // training_id u32::MAX
         0xff, 0xff, 0xff, 0xff, 0x0f, // seq u32::MAX
         0x00, // Register
         0x00, 0x00, 0x00, 0x00, 0x00, // empty name, run_key, metrics; epochs and batches 0
+        0x00, // no goals
     ];
     loopback(
         frame(u32::MAX, u32::MAX, Action::Register(Register::default())),
@@ -78,7 +140,7 @@ fn progress() {
     });
     loopback(
         frame(7, 42, action),
-        &[0x01, 0x07, 0x2a, 0x01, 0x00, 0x02, 0x0a, 0x11, 0x5c],
+        &[0x02, 0x07, 0x2a, 0x01, 0x00, 0x02, 0x0a, 0x11, 0x5c],
     );
     let valid = Action::Progress(Progress {
         phase: Phase::Valid,
@@ -89,7 +151,7 @@ fn progress() {
     });
     loopback(
         frame(7, 43, valid),
-        &[0x01, 0x07, 0x2b, 0x01, 0x01, 0x00, 0x00, 0x80, 0x01, 0x00],
+        &[0x02, 0x07, 0x2b, 0x01, 0x01, 0x00, 0x00, 0x80, 0x01, 0x00],
     );
 }
 
@@ -102,7 +164,7 @@ fn stats() {
     });
     #[rustfmt::skip]
     let bytes = [
-        0x01, 0x07, 0x2b,
+        0x02, 0x07, 0x2b,
         0x02, // Stats
         0x00, // epoch 0
         0xb9, 0x60, // duration_ms 12345
@@ -123,7 +185,7 @@ fn log() {
     });
     loopback(
         frame(7, 44, action),
-        &[0x01, 0x07, 0x2c, 0x03, 0x02, 0x02, b'h', b'i'],
+        &[0x02, 0x07, 0x2c, 0x03, 0x02, 0x02, b'h', b'i'],
     );
 }
 
@@ -145,18 +207,18 @@ fn finished() {
         });
         loopback(
             frame(7, 45, action),
-            &[&[0x01, 0x07, 0x2d], payload].concat(),
+            &[&[0x02, 0x07, 0x2d], payload].concat(),
         );
     }
 }
 
 #[test]
 fn heartbeat_stalled_and_ack() {
-    loopback(frame(7, 0, Action::Heartbeat), &[0x01, 0x07, 0x00, 0x05]);
-    loopback(frame(7, 0, Action::Stalled), &[0x01, 0x07, 0x00, 0x06]);
+    loopback(frame(7, 0, Action::Heartbeat), &[0x02, 0x07, 0x00, 0x05]);
+    loopback(frame(7, 0, Action::Stalled), &[0x02, 0x07, 0x00, 0x06]);
     loopback(
         frame(7, 0, Action::Ack(Ack { seq: 49 })),
-        &[0x01, 0x07, 0x00, 0x07, 0x31],
+        &[0x02, 0x07, 0x00, 0x07, 0x31],
     );
 }
 
@@ -184,10 +246,11 @@ fn snapshot() {
         elapsed_ms: 2000,
         timed_epochs: 2,
         last_seq: 300,
+        goals: Goals::from_slice(&[Goal::Minimize]).unwrap(),
     };
     #[rustfmt::skip]
     let bytes = [
-        0x01, 0x09, 0x00,
+        0x02, 0x09, 0x00,
         0x08, // Snapshot
         0x01, b't', // name
         0x01, 0x01, b'l', // metrics
@@ -206,8 +269,27 @@ fn snapshot() {
         0xd0, 0x0f, // elapsed_ms 2000 (u64 varint)
         0x02, // timed_epochs
         0xac, 0x02, // last_seq 300
+        0x01, 0x01, // goals [minimize]
     ];
-    loopback(frame(9, 0, Action::Snapshot(snapshot)), &bytes);
+    loopback(frame(9, 0, Action::Snapshot(snapshot.clone())), &bytes);
+
+    // The same snapshot in version 1 (no goals): the goals come from the
+    // names, and `l`, which has none, loses its best.
+    let mut v1 = bytes[..bytes.len() - 2].to_vec();
+    v1[0] = 0x01;
+    let Action::Snapshot(old) = Frame::decode(&v1).unwrap().action else {
+        panic!("not a snapshot");
+    };
+    assert_eq!(old.goals.as_slice(), [Goal::None]);
+    assert!(old.best[0].value.is_nan());
+    let state = TrainingState::try_from(old.clone()).unwrap();
+    assert_eq!(state.best_of(0), None);
+    let rest = Snapshot {
+        goals: old.goals.clone(),
+        best: old.best.clone(),
+        ..snapshot
+    };
+    assert_eq!(format!("{old:?}"), format!("{rest:?}"));
 }
 
 #[test]
@@ -227,12 +309,13 @@ fn every_status_is_the_varint_of_its_table_row() {
         };
         #[rustfmt::skip]
         let bytes = [
-            0x01, 0x01, 0x00, 0x08,
+            0x02, 0x01, 0x00, 0x08,
             0x00, 0x00, 0x00, // name, metrics, epochs
             index as u8, // status
             0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // reason, epoch, phase, train, valid
             0x01, // stride
             0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // history .. last_seq
+            0x00, // goals
         ];
         loopback(frame(1, 0, Action::Snapshot(snapshot)), &bytes);
     }

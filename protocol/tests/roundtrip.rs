@@ -26,23 +26,38 @@ fn values(max: usize) -> impl Strategy<Value = Values> {
     prop::collection::vec(any_f32(), 0..=max).prop_map(|v| v.into_iter().collect())
 }
 
+fn goals() -> impl Strategy<Value = Goals> {
+    prop::collection::vec(
+        prop_oneof![Just(Goal::None), Just(Goal::Minimize), Just(Goal::Maximize)],
+        0..=MAX_METRICS,
+    )
+    .prop_map(|v| v.into_iter().collect())
+}
+
 fn phase() -> impl Strategy<Value = Phase> {
     prop_oneof![Just(Phase::Train), Just(Phase::Valid)]
 }
 
 fn producer_action() -> impl Strategy<Value = Action> {
     prop_oneof![
-        (text(), text(), metrics(), any::<u32>(), any::<u32>()).prop_map(
-            |(name, run_key, metrics, epochs, batches)| {
+        (
+            text(),
+            text(),
+            metrics(),
+            any::<u32>(),
+            any::<u32>(),
+            goals()
+        )
+            .prop_map(|(name, run_key, metrics, epochs, batches, goals)| {
                 Action::Register(Register {
                     name,
                     run_key,
                     metrics,
                     epochs,
                     batches,
+                    goals,
                 })
-            }
-        ),
+            }),
         (phase(), 0u32..300, 0u32..300, any::<u32>(), any::<u32>()).prop_map(
             |(phase, epoch, epochs, batch, batches)| {
                 Action::Progress(Progress {
@@ -207,6 +222,7 @@ fn the_largest_snapshot_fits_one_frame() {
         elapsed_ms: u64::MAX,
         timed_epochs: u32::MAX,
         last_seq: u32::MAX,
+        goals: (0..MAX_METRICS).map(|_| Goal::Maximize).collect(),
     };
     let s = TrainingState::try_from(s).unwrap();
     let bytes = s.to_snapshot(u32::MAX).to_bytes().unwrap();

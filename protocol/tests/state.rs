@@ -107,7 +107,7 @@ fn duplicates_by_seq_change_nothing_and_unsequenced_always_apply() {
 }
 
 #[test]
-fn best_is_lowest_for_losses_and_highest_otherwise_and_ignores_nan() {
+fn best_is_lowest_for_minimized_and_highest_for_maximized_and_ignores_nan() {
     let mut s = TrainingState::new();
     s.apply(&f(0, register(&["valid_loss", "accuracy"], 5)))
         .unwrap();
@@ -128,7 +128,105 @@ fn best_is_lowest_for_losses_and_highest_otherwise_and_ignores_nan() {
             value: 0.7
         }
     );
-    assert!(lower_is_better("Train_Loss") && lower_is_better("val_mae") && !lower_is_better("f1"));
+    assert_eq!(s.goals().as_slice(), [Goal::Minimize, Goal::Maximize]);
+    assert_eq!(Goal::from_name("Train_Loss"), Goal::Minimize);
+    assert_eq!(Goal::from_name("val_mae"), Goal::Minimize);
+    assert_eq!(Goal::from_name("f1"), Goal::Maximize);
+}
+
+fn register_with_goals(metrics: &[&str], goals: &[Goal]) -> Action {
+    Action::Register(Register {
+        name: truncated("t"),
+        metrics: metrics.iter().map(|m| truncated(m)).collect(),
+        goals: Goals::from_slice(goals).unwrap(),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn a_metric_without_a_goal_has_no_best() {
+    let mut s = TrainingState::new();
+    s.apply(&f(0, register(&["loss", "lr"], 5))).unwrap();
+    assert_eq!(s.goals().as_slice(), [Goal::Minimize, Goal::None]);
+    s.apply(&f(1, stats(0, &[0.5, 0.1]))).unwrap();
+    s.apply(&f(2, stats(1, &[0.4, 0.01]))).unwrap();
+    assert_eq!(
+        s.best_of(0),
+        Some(Best {
+            epoch: 1,
+            value: 0.4
+        })
+    );
+    assert!(s.best()[1].value.is_nan());
+    assert_eq!(s.best_of(1), None);
+}
+
+#[test]
+fn declared_goals_override_the_names_and_missing_ones_default() {
+    let mut s = TrainingState::new();
+    // `score` has no default; `error_rate` would be minimized by its name; `acc` is not declared.
+    s.apply(&f(
+        0,
+        register_with_goals(
+            &["score", "error_rate", "acc"],
+            &[Goal::Maximize, Goal::None],
+        ),
+    ))
+    .unwrap();
+    assert_eq!(
+        s.goals().as_slice(),
+        [Goal::Maximize, Goal::None, Goal::Maximize]
+    );
+    s.apply(&f(1, stats(0, &[1.0, 0.5, 0.1]))).unwrap();
+    s.apply(&f(2, stats(1, &[3.0, 0.2, 0.3]))).unwrap();
+    s.apply(&f(3, stats(2, &[2.0, 0.1, 0.2]))).unwrap();
+    assert_eq!(
+        s.best_of(0),
+        Some(Best {
+            epoch: 1,
+            value: 3.0
+        })
+    );
+    assert_eq!(s.best_of(1), None);
+    assert_eq!(
+        s.best_of(2),
+        Some(Best {
+            epoch: 1,
+            value: 0.3
+        })
+    );
+}
+
+#[test]
+fn a_registration_without_goals_keeps_the_declared_ones_and_new_goals_find_the_best_again() {
+    let mut s = TrainingState::new();
+    s.apply(&f(0, register_with_goals(&["score"], &[Goal::Minimize])))
+        .unwrap();
+    s.apply(&f(1, stats(0, &[1.0]))).unwrap();
+    s.apply(&f(2, stats(1, &[3.0]))).unwrap();
+    s.apply(&f(3, stats(2, &[2.0]))).unwrap();
+    // A resent registration (a `watchtrain send` call) that declares nothing.
+    s.apply(&f(0, register(&["score"], 5))).unwrap();
+    assert_eq!(s.goals().as_slice(), [Goal::Minimize]);
+    assert_eq!(
+        s.best_of(0),
+        Some(Best {
+            epoch: 0,
+            value: 1.0
+        })
+    );
+    s.apply(&f(0, register_with_goals(&["score"], &[Goal::Maximize])))
+        .unwrap();
+    assert_eq!(
+        s.best_of(0),
+        Some(Best {
+            epoch: 1,
+            value: 3.0
+        })
+    );
+    s.apply(&f(0, register_with_goals(&[], &[Goal::None])))
+        .unwrap();
+    assert_eq!(s.best_of(0), None);
 }
 
 #[test]

@@ -28,6 +28,10 @@ fn strings<const N: usize>(names: &[heapless::String<N>]) -> Value {
     names.iter().map(|n| json!(n.as_str())).collect()
 }
 
+fn goals(goals: &[Goal]) -> Value {
+    goals.iter().map(|g| json!(g.as_str())).collect()
+}
+
 fn phase(p: Phase) -> &'static str {
     match p {
         Phase::Train => "train",
@@ -54,6 +58,7 @@ fn snapshot_meaning(s: &Snapshot) -> Value {
         "elapsed_ms": s.elapsed_ms,
         "timed_epochs": s.timed_epochs,
         "last_seq": s.last_seq,
+        "goals": goals(&s.goals),
     })
 }
 
@@ -65,7 +70,7 @@ fn meaning(f: &Frame) -> Value {
             "register",
             json!({
             "name": r.name.as_str(), "run_key": r.run_key.as_str(), "metrics": strings(&r.metrics),
-            "epochs": r.epochs, "batches": r.batches}),
+            "epochs": r.epochs, "batches": r.batches, "goals": goals(&r.goals)}),
         ),
         Action::Progress(p) => (
             "progress",
@@ -126,6 +131,7 @@ fn hundred_epochs() -> TrainingState {
         metrics: names(&["train_loss", "valid_loss", "accuracy", "f1"]),
         epochs: 100,
         batches: 300,
+        goals: Goals::new(),
     };
     s.apply(&frame(3, 0, Action::Register(r))).unwrap();
     for e in 0..100u32 {
@@ -162,6 +168,23 @@ fn vectors() -> Vec<(&'static str, &'static str, Frame)> {
                     metrics: names(&["train_loss", "valid_loss", "accuracy"]),
                     epochs: 10,
                     batches: 92,
+                    goals: Goals::new(),
+                }),
+            ),
+        ),
+        (
+            "register_goals",
+            "register with declared goals: score maximized, lr without a goal, the third from its name",
+            frame(
+                0,
+                0,
+                Action::Register(Register {
+                    name: truncated("sweep 7"),
+                    run_key: truncated("s7"),
+                    metrics: names(&["score", "lr", "valid_loss"]),
+                    epochs: 20,
+                    batches: 0,
+                    goals: Goals::from_slice(&[Goal::Maximize, Goal::None]).unwrap(),
                 }),
             ),
         ),
@@ -182,6 +205,7 @@ fn vectors() -> Vec<(&'static str, &'static str, Frame)> {
                     metrics: names(&eight_refs),
                     epochs: u32::MAX,
                     batches: u32::MAX,
+                    goals: (0..MAX_METRICS).map(|_| Goal::Maximize).collect(),
                 }),
             ),
         ),
@@ -197,6 +221,7 @@ fn vectors() -> Vec<(&'static str, &'static str, Frame)> {
                     metrics: names(&["損失", "précision"]),
                     epochs: 3,
                     batches: 0,
+                    goals: Goals::new(),
                 }),
             ),
         ),
@@ -348,7 +373,7 @@ fn rejects() -> Vec<(&'static str, Vec<u8>, Error)> {
         ..Snapshot::default()
     };
     let unchecked = |s: &Snapshot| {
-        let mut buf = vec![1u8];
+        let mut buf = vec![FORMAT_VERSION];
         buf.extend(raw::encode_unchecked(&(
             9u32,
             0u32,
@@ -356,42 +381,52 @@ fn rejects() -> Vec<(&'static str, Vec<u8>, Error)> {
         )));
         buf
     };
-    let over: Vec<u8> = [vec![1, 1, 1, 3, 3], vec![0x80; 1]].concat();
+    let over: Vec<u8> = [vec![2, 1, 1, 3, 3], vec![0x80; 1]].concat();
     vec![
         ("empty", vec![], Error::DecodeEmpty),
         (
             "wrong_version",
-            vec![2, 1, 1, 5],
+            vec![3, 1, 1, 5],
             Error::DecodeUnsupportedVersion,
         ),
         (
             "truncated",
-            vec![1, 7, 42, 1, 0, 2, 10],
+            vec![2, 7, 42, 1, 0, 2, 10],
             Error::DecodeTruncated,
         ),
         (
             "unknown_action",
-            vec![1, 7, 0, 9],
+            vec![2, 7, 0, 9],
             Error::DecodeUnknownAction,
         ),
-        ("trailing", vec![1, 7, 0, 5, 0], Error::DecodeTrailingBytes),
+        ("trailing", vec![2, 7, 0, 5, 0], Error::DecodeTrailingBytes),
         (
             "too_many_metrics",
-            [vec![1, 1, 1, 2, 0, 0, 9], vec![0; 36]].concat(),
+            [vec![2, 1, 1, 2, 0, 0, 9], vec![0; 36]].concat(),
             Error::DecodeOverCapacity,
         ),
         (
             "bad_utf8",
-            vec![1, 1, 1, 3, 1, 2, 0xff, 0xfe],
+            vec![2, 1, 1, 3, 1, 2, 0xff, 0xfe],
             Error::DecodeMalformed,
         ),
         (
             "overlong_varint",
-            [vec![1], vec![0xff; 6], vec![0, 5]].concat(),
+            [vec![2], vec![0xff; 6], vec![0, 5]].concat(),
             Error::DecodeMalformed,
         ),
         ("truncated_varint", over, Error::DecodeTruncated),
         ("too_long", vec![1; MAX_FRAME_LEN + 1], Error::DecodeTooLong),
+        (
+            "unknown_goal",
+            vec![2, 0, 0, 0, 0, 0, 1, 1, b'a', 0, 0, 1, 3],
+            Error::DecodeOverCapacity,
+        ),
+        (
+            "too_many_goals",
+            [vec![2, 0, 0, 0, 0, 0, 0, 0, 0, 9], vec![0; 9]].concat(),
+            Error::DecodeOverCapacity,
+        ),
         (
             "snapshot_ragged_history",
             unchecked(&inconsistent),
@@ -415,6 +450,34 @@ mod raw {
     }
 }
 
+/// Metric names whose default goal other languages must compute alike.
+const GOAL_NAMES: [&str; 24] = [
+    "valid_loss",
+    "Train_Loss",
+    "val_mae",
+    "rmse",
+    "error_rate",
+    "trainerror",
+    "perplexity",
+    "wer",
+    "accuracy",
+    "val_acc",
+    "top1-accuracy",
+    "mIoU",
+    "f1",
+    "AUROC",
+    "precision",
+    "recall_at_5",
+    "BLEU-4",
+    "dice",
+    "lr",
+    "learning_rate",
+    "previous_momentum",
+    "score",
+    "epoch_time",
+    "Übung_acc",
+];
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -437,7 +500,23 @@ fn checked_in_vectors_match_the_crate() {
     std::fs::create_dir_all(&dir).unwrap();
     let mut stale = Vec::new();
     // limits.json is not a vector: watch-wasm writes it and its own test checks it.
-    let mut expected_files = vec!["reject.json".to_string(), "limits.json".to_string()];
+    let mut expected_files = vec![
+        "reject.json".to_string(),
+        "limits.json".to_string(),
+        "goals.json".to_string(),
+    ];
+    // goals.json: the default goal of metric names, for producers that fill in undeclared goals.
+    let defaults: Vec<Value> = GOAL_NAMES
+        .iter()
+        .map(|n| json!({"name": n, "goal": Goal::from_name(n).as_str()}))
+        .collect();
+    let text = serde_json::to_string_pretty(&json!({
+        "description": "the default goal of a metric from its name (Goal::from_name)",
+        "defaults": defaults,
+    }))
+    .unwrap()
+        + "\n";
+    check_or_bless(&dir.join("goals.json"), &text, &mut stale);
     for (name, description, frame) in vectors() {
         let bytes = frame.to_bytes().unwrap();
         // Every vector decodes back to itself (compare re-encoded bytes: NaN != NaN).

@@ -323,6 +323,7 @@ async fn bench_relay(relay: &str, n: usize, burst_frames: u32) -> Figures {
             metrics: MetricNames::new(),
             epochs: 10,
             batches: 0,
+            goals: Default::default(),
         }),
     };
     producer

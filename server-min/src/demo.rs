@@ -85,6 +85,7 @@ pub async fn run(hub: Arc<Hub>) {
                 metrics,
                 epochs: EPOCHS,
                 batches: TRAIN_BATCHES,
+                goals: Default::default(),
             }),
         };
         if to_relay.send(message(register)).await.is_err() {

@@ -263,10 +263,14 @@ async fn one(
         .history_rows()
         .map(|(epoch, row)| json!({"epoch": epoch, "values": row.iter().map(|x| num(*x)).collect::<Vec<_>>()}))
         .collect();
-    let best: Vec<Value> = s
-        .best()
-        .iter()
-        .map(|b| json!({"epoch": b.epoch, "value": num(b.value)}))
+    // Aligned to the metrics; `null` for a metric without a goal (a learning rate) or a value yet.
+    let best: Vec<Value> = (0..s.metrics().len())
+        .map(|i| {
+            s.best_of(i).map_or(
+                Value::Null,
+                |b| json!({"epoch": b.epoch, "value": num(b.value)}),
+            )
+        })
         .collect();
     let extra = json!({
         "metrics": s.metrics().iter().map(|m| m.as_str()).collect::<Vec<_>>(),
@@ -276,6 +280,7 @@ async fn one(
         "valid": bar(s.valid()),
         "values": s.latest().iter().map(|x| num(*x)).collect::<Vec<_>>(),
         "best": best,
+        "goals": s.goals().iter().map(|g| g.as_str()).collect::<Vec<_>>(),
         "history": history,
         "elapsed_ms": s.elapsed_ms(),
         "eta_ms": s.eta_ms(),
@@ -682,6 +687,8 @@ async fn json_stats(
             metrics,
             epochs: json_u32(&object, "epochs")?.unwrap_or(0),
             batches: 0,
+            // None declared: the relay keeps the training's goals, or takes them from the names.
+            goals: Default::default(),
         };
         let request = RegisterRequest {
             training_id: 0,

@@ -230,7 +230,9 @@ const MIGRATIONS: &[&str] = &[
      );",
 ];
 
-/// `trainings.state_format`: the state is a protocol snapshot frame of format version 1.
+/// `trainings.state_format`: the state is a protocol snapshot frame; its first
+/// byte is its format version, and `Frame::decode` reads version 1 (before
+/// goals) as well as 2, so older rows need no rewrite.
 const STATE_SNAPSHOT_V1: i64 = 1;
 
 /// Brings the layout up to date, each step in one transaction with its version.

@@ -20,6 +20,14 @@ const FIXTURE_SNAPSHOTS: [(u32, &str); 2] = [
     (2, "010200080bc39c62756e6720f09f9a8002046c6f7373026c720a010002010000030901043333333f6f12833a0000c07f6f12033a0101020000c07f6f12033a02003333333f006f12833ad00f0203"),
 ];
 
+/// The same states as the relay holds them after the format version 2: goals
+/// from the names (`03 01 01 02`: minimize, minimize, maximize; `02 01 00`:
+/// `loss` minimized, `lr` none), and no best for `lr` (`00 0000c07f`: NaN).
+const FIXTURE_SNAPSHOTS_V2: [(u32, &str); 2] = [
+    (1, "020100080d70657473207265736e65743334030a747261696e5f6c6f73730a76616c69645f6c6f73730861636375726163793203000000005c0000024b0000803fcdcc8c3f0000003fabaaaa3e9324c93e5555553fcdcc4c3e9dde743e6666663f2549123e0100303edbb66d3f398ee33da95d093e1cc7713f8c2eba3dae47e13d175d743fd9899d3d4feabe3d6227763f8988883da6a5a53d7777773ff1f0703d2549923d7878783f3694573d0dfa823d5e43793f310c433d08236d3d9ee7793f4316323d8b9d583d4e6f7a3f0ad7233de45c473d48e17a3f26b4173ddfa7383d5f427b3fcb3d0d3d30f82b3d12967b3f0821043d0fea203df8de7b3f103ef83cd431173d081f7c3fa10eea3c11950e3dc5577c3fc967dd3cf1e5063d618a7c3f210dd23c0000003dcbb77c3f0ccec73cc38bf33cc8e07c3ffa82be3c583fe83cf4057d3f610bb63c64f3dd3cd2277d3f414cae3c4087d43ccf467d3f052fa73c92dfcb3c44637d3f0131030ad7a33c0dcec73ca4707d3f03310ad7a33c310dcec73c31a4707d3fa9d05b323303010102"),
+    (2, "020200080bc39c62756e6720f09f9a8002046c6f7373026c720a010002010000030901043333333f6f12833a0000c07f6f12033a0101020000c07f6f12033a02003333333f000000c07fd00f0203020100"),
+];
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -67,7 +75,7 @@ async fn a_database_of_the_unversioned_layout_opens_with_nothing_lost() {
                 .map(|t| (t.id, hex(&t.state.to_snapshot(t.id).to_bytes().unwrap())))
                 .collect();
             got.sort();
-            let want: Vec<(u32, String)> = FIXTURE_SNAPSHOTS
+            let want: Vec<(u32, String)> = FIXTURE_SNAPSHOTS_V2
                 .iter()
                 .map(|(id, h)| (*id, h.to_string()))
                 .collect();
@@ -75,12 +83,73 @@ async fn a_database_of_the_unversioned_layout_opens_with_nothing_lost() {
             let first = opened.trainings.iter().find(|t| t.id == 1).unwrap();
             assert_eq!(first.run_key, "run-a");
             assert_eq!(first.state.status(), Status::Completed);
+            let second = opened.trainings.iter().find(|t| t.id == 2).unwrap();
+            assert_eq!(
+                second.state.goals().as_slice(),
+                [Goal::Minimize, Goal::None]
+            );
+            assert_eq!(second.state.best_of(1), None, "no best for a learning rate");
             assert_eq!(opened.store.history_page(1, None).await.unwrap().len(), 50);
             assert_eq!(opened.store.history_page(2, None).await.unwrap().len(), 2);
         })
         .await;
         assert_eq!(user_version(&path), 1);
     }
+}
+
+#[test]
+fn the_fixture_frames_are_of_format_version_1() {
+    for (_, h) in FIXTURE_SNAPSHOTS {
+        assert!(h.starts_with("01"), "{h}");
+    }
+}
+
+#[tokio::test]
+async fn a_row_in_format_version_1_loads_with_goals_from_the_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = fixture_copy(dir.path());
+    with_store(&path, async |_| ()).await;
+    // A snapshot frame as a relay before goals wrote it: version 1, metrics
+    // `val_acc` and `lr`, a best for each, and no goals field.
+    #[rustfmt::skip]
+    let blob = [
+        0x01, 0x02, 0x00, 0x08, // version 1, training 2, seq 0, Snapshot
+        0x01, b'x', // name
+        0x02, 0x07, b'v', b'a', b'l', b'_', b'a', b'c', b'c', 0x02, b'l', b'r', // metrics
+        0x02, 0x01, 0x00, // epochs 2, running, reason ""
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // epoch, phase, train, valid
+        0x01, // stride
+        0x00, // history []
+        0x01, 0x00, // latest_epoch Some(0)
+        0x02, 0x00, 0x00, 0x00, 0x3f, 0x00, 0x00, 0x80, 0x3f, // latest [0.5, 1.0]
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x3f, 0x00, 0x00, 0x00, 0x80, 0x3f, // best [(0, 0.5), (0, 1.0)]
+        0x00, 0x01, 0x00, // elapsed_ms, timed_epochs, last_seq
+        // (version 2 would have the goals here)
+    ];
+    Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE trainings SET state = ?1, state_format = 1 WHERE id = 2",
+            [&blob[..]],
+        )
+        .unwrap();
+    with_store(&path, async |opened| {
+        assert!(opened.unreadable.is_empty());
+        let t = opened.trainings.iter().find(|t| t.id == 2).unwrap();
+        let s = &t.state;
+        assert_eq!(s.metrics().len(), 2);
+        assert_eq!(s.goals().as_slice(), [Goal::Maximize, Goal::None]);
+        assert_eq!(
+            s.best_of(0),
+            Some(Best {
+                epoch: 0,
+                value: 0.5
+            })
+        );
+        assert_eq!(s.best_of(1), None);
+        assert_eq!(s.latest().as_slice(), [0.5, 1.0]);
+    })
+    .await;
 }
 
 #[tokio::test]

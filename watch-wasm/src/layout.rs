@@ -7,10 +7,10 @@
 //!
 //! # The chart's scales
 //!
-//! Metrics are grouped by their [`direction`], each group auto-scaled to its
+//! Metrics are grouped by their [`Goal`], each group auto-scaled to its
 //! own finite range: the minimized ones (losses, errors) share one scale, the
 //! maximized ones (accuracy, F1, ...) a second one, and each metric without a
-//! direction (a learning rate, momentum, a gradient norm) has its own, in
+//! goal (a learning rate, momentum, a gradient norm) has its own, in
 //! log10 when its values are positive and span a factor of 10 or more (a
 //! learning-rate schedule), so it is never a flat line at the bottom. A
 //! shared loss scale keeps train and valid loss comparable, so the gap that
@@ -19,12 +19,13 @@
 //! no room for axis labels on a watch, so the numbers are in the legend and the
 //! chart shows shapes: is it still improving, where was the best epoch. A
 //! yellow vertical line and a yellow tick mark the best epoch of the primary
-//! metric (see [`primary_metric`]); a training whose metrics have no direction
-//! has no best.
+//! metric (see [`primary_metric`]); a training whose metrics have no goal
+//! has no best. The goals are the producer's, else the defaults from the names
+//! ([`Goal::from_name`]).
 //!
 //! At a desktop size (at least 600x400 layout units) the chart also has value
 //! axes: the minimized group on the left, the maximized group (else the first
-//! metric without a direction) on the right, each labelled in its metric's
+//! metric without a goal) on the right, each labelled in its metric's
 //! colour when it holds one metric, and epoch ticks along the bottom. From
 //! 1600x900 pixels on, the face is laid out at 800x450 or more and painted
 //! [`Scene::scale`] times larger, so its text grows with it. [`readout`] tells
@@ -42,7 +43,7 @@
 use embedded_graphics::pixelcolor::Rgb888;
 use embedded_graphics::prelude::*;
 use heapless::{String, Vec};
-use watchtrain_protocol::{lower_is_better, Bar, Status, TrainingState, MAX_METRICS};
+use watchtrain_protocol::{Bar, Goal, Status, TrainingState, MAX_METRICS};
 
 use crate::scene::MAX_TEXTS;
 
@@ -496,57 +497,6 @@ impl Scale {
     }
 }
 
-/// Which way a metric improves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// Lower is better: losses, errors, perplexity.
-    Minimize,
-    /// Higher is better: accuracy, F1, AUC, precision, recall, IoU, Dice, BLEU.
-    Maximize,
-}
-
-/// The direction of a metric from its name; `None` for a learning rate, momentum,
-/// an epoch, a time or anything unknown (which then has no "best").
-///
-/// ```
-/// use watchtrain_watch::{direction, Direction};
-/// assert_eq!(direction("valid_loss"), Some(Direction::Minimize));
-/// assert_eq!(direction("val_accuracy"), Some(Direction::Maximize));
-/// assert_eq!(direction("mIoU"), Some(Direction::Maximize));
-/// assert_eq!(direction("lr"), None);
-/// assert_eq!(direction("learning_rate"), None);
-/// assert_eq!(direction("previous_momentum"), None);
-/// ```
-pub fn direction(name: &str) -> Option<Direction> {
-    const MAXIMIZED: [&str; 10] = [
-        "acc",
-        "f1",
-        "auc",
-        "auroc",
-        "precision",
-        "recall",
-        "iou",
-        "dice",
-        "bleu",
-        "rouge",
-    ];
-    if lower_is_better(name) {
-        return Some(Direction::Minimize);
-    }
-    // By word (`val_acc`, `top1-accuracy`, `mIoU`), so that `previous` is no `iou`.
-    let maximized = name
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .any(|word| {
-            MAXIMIZED.iter().any(|m| {
-                let (w, m) = (word.as_bytes(), m.as_bytes());
-                w.len() >= m.len()
-                    && (w[..m.len()].eq_ignore_ascii_case(m)
-                        || w[w.len() - m.len()..].eq_ignore_ascii_case(m))
-            })
-        });
-    maximized.then_some(Direction::Maximize)
-}
-
 /// Which scale a metric is drawn on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Group {
@@ -559,11 +509,11 @@ enum Group {
 }
 
 impl Group {
-    fn of(name: &str, i: usize) -> Group {
-        match direction(name) {
-            Some(Direction::Minimize) => Group::Minimized,
-            Some(Direction::Maximize) => Group::Maximized,
-            None => Group::Own(i),
+    fn of(goal: Goal, i: usize) -> Group {
+        match goal {
+            Goal::Minimize => Group::Minimized,
+            Goal::Maximize => Group::Maximized,
+            Goal::None => Group::Own(i),
         }
     }
 }
@@ -626,18 +576,17 @@ impl Chart {
 /// The index of the primary metric, whose best epoch the chart marks: the first
 /// minimized validation metric, else the first minimized one, else the first
 /// maximized validation metric, else the first maximized one; none when no
-/// metric has a [`direction`].
+/// metric has a [`Goal`] (the producer's, else the default from the name).
 pub fn primary_metric(state: &TrainingState) -> Option<usize> {
     let names = state.metrics();
-    let find = |d: Direction, valid: bool| {
-        names
-            .iter()
-            .position(|n| direction(n) == Some(d) && (!valid || n.contains("val")))
+    let goals = state.goals();
+    let find = |g: Goal, valid: bool| {
+        (0..names.len()).find(|&i| goals.get(i) == Some(&g) && (!valid || names[i].contains("val")))
     };
-    find(Direction::Minimize, true)
-        .or_else(|| find(Direction::Minimize, false))
-        .or_else(|| find(Direction::Maximize, true))
-        .or_else(|| find(Direction::Maximize, false))
+    find(Goal::Minimize, true)
+        .or_else(|| find(Goal::Minimize, false))
+        .or_else(|| find(Goal::Maximize, true))
+        .or_else(|| find(Goal::Maximize, false))
 }
 
 /// Where the chart was drawn and on which scales, for the axes and the read-out.
@@ -689,11 +638,8 @@ fn draw_chart(
     }
     let span = epoch_span(state, &rows);
 
-    let groups: Vec<Group, MAX_METRICS> = state
-        .metrics()
-        .iter()
-        .enumerate()
-        .map(|(i, n)| Group::of(n, i))
+    let groups: Vec<Group, MAX_METRICS> = (0..width)
+        .map(|i| Group::of(state.goals().get(i).copied().unwrap_or_default(), i))
         .collect();
     let scales = group_scales(&rows, &groups);
     let scale = |i: usize| scales.get(i).copied().flatten();
@@ -1211,7 +1157,39 @@ mod tests {
     }
 
     #[test]
-    fn metrics_without_a_direction_have_no_best() {
+    fn the_producer_s_goals_pick_the_primary_metric_and_its_best() {
+        use watchtrain_protocol::*;
+        // By name `score` has no goal and `err_rate` is minimized; declared the other way round.
+        let register = Register {
+            name: truncated("t"),
+            metrics: [truncated("err_rate"), truncated("score")]
+                .into_iter()
+                .collect(),
+            epochs: 5,
+            goals: [Goal::None, Goal::Maximize].into_iter().collect(),
+            ..Default::default()
+        };
+        let mut state = TrainingState::new();
+        let frame = |action| Frame {
+            training_id: 1,
+            seq: 0,
+            action,
+        };
+        state.apply(&frame(Action::Register(register))).unwrap();
+        for (e, v) in [[0.5, 1.0], [0.1, 3.0], [0.3, 2.0]].iter().enumerate() {
+            let stats = Stats {
+                epoch: e as u32,
+                duration_ms: 1,
+                values: Values::from_slice(v).unwrap(),
+            };
+            state.apply(&frame(Action::Stats(stats))).unwrap();
+        }
+        assert_eq!(primary_metric(&state), Some(1));
+        assert!(texts(&layout(&state, Screen::VERSA3, &Theme::dark())).contains(&"best 2"));
+    }
+
+    #[test]
+    fn metrics_without_a_goal_have_no_best() {
         let rows: [&[f32]; 3] = [&[0.1, 0.9], &[0.05, 0.95], &[0.01, 0.9]];
         let state = state_of(&["lr", "momentum"], 5, &rows);
         assert_eq!(primary_metric(&state), None);

@@ -58,7 +58,7 @@ pub mod wasm;
 #[cfg(feature = "alloc")]
 pub use framebuffer::Framebuffer;
 pub use icons::Icon;
-pub use layout::{direction, layout, primary_metric, readout, Direction, Readout, MAX_NAN_MARKS};
+pub use layout::{layout, primary_metric, readout, Readout, MAX_NAN_MARKS};
 pub use scene::{Anchor, Font, Scene};
 pub use theme::{Screen, Theme};
 pub use watchtrain_protocol::TrainingState;

@@ -8,9 +8,12 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use watchtrain_cli::relay::{Endpoint, DEFAULT_URL};
 use watchtrain_cli::tail::Format;
-use watchtrain_cli::{run_send, run_tail, run_watch, Error, TailOptions, WatchOptions};
+use watchtrain_cli::{
+    goals_for, parse_goal, run_send, run_tail, run_watch, Error, TailOptions, WatchOptions,
+};
 use watchtrain_protocol::{
-    truncated, Action, Finished, Level, Log, MetricNames, Outcome, Phase, Progress, Register, Stats,
+    truncated, Action, Finished, Goal, Level, Log, MetricNames, Outcome, Phase, Progress, Register,
+    Stats,
 };
 
 #[derive(Parser)]
@@ -98,6 +101,10 @@ enum Command {
         /// The log's format (default: from the file name; `.jsonl`/`.ndjson`/`.json` are JSON lines).
         #[arg(long, value_enum)]
         format: Option<LogFormat>,
+        /// Which way a metric improves, NAME=min|max|none (repeatable): only a metric with a
+        /// goal has a "best"; others default from the name (loss/err: min, acc/f1/...: max, else none).
+        #[arg(long = "goal", value_name = "NAME=GOAL", value_parser = parse_goal)]
+        goals: Vec<(String, Goal)>,
     },
     /// Send one frame from a shell script. Every call registers first: export
     /// WATCHTRAIN_NAME, WATCHTRAIN_RUN_KEY and WATCHTRAIN_METRICS once so all calls land on one training.
@@ -114,6 +121,12 @@ enum Command {
         /// Epochs planned.
         #[arg(long, env = "WATCHTRAIN_EPOCHS", default_value_t = 0)]
         epochs: u32,
+        /// Which way a metric improves, NAME=min|max|none (repeatable, or comma-separated in
+        /// WATCHTRAIN_GOALS): only a metric with a goal has a "best"; others default from the
+        /// name (loss/err: min, acc/f1/...: max, else none). Without it the relay keeps the
+        /// goals the training has.
+        #[arg(long = "goal", value_name = "NAME=GOAL", env = "WATCHTRAIN_GOALS", value_delimiter = ',', value_parser = parse_goal)]
+        goals: Vec<(String, Goal)>,
         #[command(subcommand)]
         what: SendWhat,
     },
@@ -205,6 +218,7 @@ fn command(cli: Cli) -> Result<(), Error> {
             idle_finish,
             poll_ms,
             format,
+            goals,
         } => {
             let options = TailOptions {
                 file,
@@ -217,6 +231,7 @@ fn command(cli: Cli) -> Result<(), Error> {
                     LogFormat::Csv => Format::Csv,
                     LogFormat::Jsonl => Format::JsonLines,
                 }),
+                goals,
             };
             run_tail(endpoint, options, |line| eprintln!("watchtrain: {line}"))
         }
@@ -225,8 +240,11 @@ fn command(cli: Cli) -> Result<(), Error> {
             run_key,
             metrics,
             epochs,
+            goals,
             what,
-        } => send(endpoint, name, run_key, metrics, epochs, what, timeout),
+        } => send(
+            endpoint, name, run_key, metrics, epochs, goals, what, timeout,
+        ),
         Command::Watch {
             training,
             once,
@@ -260,12 +278,14 @@ fn random_key() -> String {
     format!("tail-{:016x}", h.finish())
 }
 
+#[allow(clippy::too_many_arguments)] // one per flag of `send`
 fn send(
     endpoint: Endpoint,
     name: String,
     run_key: Option<String>,
     mut metrics: Vec<String>,
     epochs: u32,
+    goals: Vec<(String, Goal)>,
     what: SendWhat,
     timeout: Duration,
 ) -> Result<(), Error> {
@@ -343,6 +363,15 @@ fn send(
             watchtrain_protocol::MAX_METRICS
         )));
     }
+    if let Some((unknown, _)) = goals
+        .iter()
+        .find(|(g, _)| !metrics.is_empty() && !metrics.contains(g))
+    {
+        return Err(Error::Usage(format!(
+            "--goal {unknown}: not one of the metrics ({})",
+            metrics.join(", ")
+        )));
+    }
     let register = Register {
         name: truncated(&name),
         run_key: truncated(&run_key.unwrap_or_else(|| format!("cli:{name}"))),
@@ -352,6 +381,7 @@ fn send(
             .collect::<MetricNames>(),
         epochs,
         batches: 0,
+        goals: goals_for(&metrics, &goals),
     };
     let id = run_send(endpoint, register, action.into_iter().collect(), timeout)?;
     println!("{id}");

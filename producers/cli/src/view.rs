@@ -113,10 +113,9 @@ pub fn render(id: u32, state: &TrainingState, width: usize) -> String {
         if series.len() > spark_room {
             series.drain(..series.len() - spark_room);
         }
+        // Only a metric with a goal has a best (not a learning rate).
         let best = state
-            .best()
-            .get(i)
-            .filter(|b| !b.value.is_nan())
+            .best_of(i)
             .map(|b| format!("best {} (e{})", value(b.value), b.epoch + 1))
             .unwrap_or_default();
         let latest = latest.map_or_else(|| "-".to_string(), |v| value(v).to_string());

@@ -867,3 +867,71 @@ fn watch_in_a_terminal_redraws_in_place_at_its_width() {
         "{text:?}"
     );
 }
+
+#[test]
+fn goals_reach_the_relay_and_watch_shows_a_best_only_for_metrics_with_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut relay = Relay::new(dir.path());
+    relay.start();
+    let run = |args: &[&str]| {
+        Command::new(cli())
+            .args(["--url", &relay.url(), "send", "--name", "goals"])
+            .args(["--metrics", "loss,lr,score"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // `score` has no goal by its name: declared maximized; `lr` none, as by its name.
+    let out = run(&["--goal", "score=max", "--goal", "lr=none", "register"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    // Later calls declare nothing: the relay keeps the declared goals.
+    for (epoch, values) in [
+        ("0", ["loss=0.9", "lr=0.1", "score=1"]),
+        ("1", ["loss=0.5", "lr=0.01", "score=3"]),
+    ] {
+        let mut args = vec!["stats", "--epoch", epoch];
+        args.extend(values);
+        let out = run(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let state = relay.json(&format!("/v1/trainings/{id}")).unwrap();
+    assert_eq!(
+        state["goals"],
+        serde_json::json!(["min", "none", "max"]),
+        "{state}"
+    );
+    assert!(state["best"][1].is_null(), "{state}");
+    assert_eq!(state["best"][2]["value"], 3.0, "{state}");
+
+    let watch = cli_output(&["--url", &relay.url(), "watch", &id, "--once"]);
+    let view = String::from_utf8(watch.stdout).unwrap();
+    let line = |name: &str| {
+        view.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {view}"))
+            .to_string()
+    };
+    assert!(line("loss").contains("best 0.5000 (e2)"), "{view}");
+    assert!(line("score").contains("best 3.000 (e2)"), "{view}");
+    assert!(!line("lr").contains("best"), "{view}");
+
+    // A goal that is not min, max or none, or of an unknown metric, is a usage error.
+    for bad in ["score=up", "nope=max"] {
+        let out = run(&["--goal", bad, "register"]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{bad}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -463,3 +463,45 @@ def test_adapters_name_a_run_from_the_environment_before_the_model(monkeypatch):
     monkeypatch.delenv("WATCHTRAIN_NAME")
     assert make_run("off", None, None, "LitModel")._register.name == "LitModel"
     assert not make_run("http://127.0.0.1:1", None, None, "x", primary=False).enabled
+
+
+def test_declared_goals_reach_the_relay_and_a_learning_rate_has_no_best(relay):
+    # `score` has no goal by its name: declared maximized; `lr` none; `loss` from its name.
+    run = watchtrain.Run(relay.url, name="goals", metrics=["score", "lr", "loss"], goals={"score": "max", "lr": None})
+    run.log_epoch(0, score=1.0, lr=0.1, loss=0.9)
+    run.log_epoch(1, score=3.0, lr=0.01, loss=0.5)
+    run.log_epoch(2, score=2.0, lr=0.001, loss=0.7)
+    run.finish()
+    assert run.close()
+    state = relay.state(run.training_id)
+    assert state["goals"] == ["max", "none", "min"], state
+    assert state["best"][0] == {"epoch": 1, "value": 3.0}, state
+    assert state["best"][1] is None, state
+    assert state["best"][2]["value"] == pytest.approx(0.5), state
+
+
+def test_goals_found_later_with_the_metrics(relay):
+    # No metrics at construction: `log_epoch` registers them, with the declared goals.
+    run = watchtrain.Run(relay.url, name="later", goals={"error_rate": "maximize"})
+    run.log_epoch(0, error_rate=0.2, lr=0.1)
+    run.log_epoch(1, error_rate=0.4, lr=0.2)
+    run.finish()
+    assert run.close()
+    state = relay.state(run.training_id)
+    assert state["goals"] == ["max", "none"], state
+    assert state["best"][0]["value"] == pytest.approx(0.4) and state["best"][1] is None, state
+
+
+@pytest.mark.parametrize("goals", [{"loss": "down"}, {"loss": 1}, ["loss"]])
+def test_an_unknown_goal_is_an_error_at_construction(goals):
+    with pytest.raises(ValueError, match="goal"):
+        watchtrain.Run("off", name="x", goals=goals)
+
+
+def test_adapters_check_goals_at_construction():
+    # The adapters import their framework; the check itself is shared and needs none.
+    from watchtrain.client import checked_goals
+
+    assert checked_goals({"acc": "MAX", "loss": "minimize", "lr": "none"}) == {"acc": "max", "loss": "min", "lr": "none"}
+    with pytest.raises(ValueError):
+        checked_goals({"acc": "highest"})

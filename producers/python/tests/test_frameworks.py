@@ -249,11 +249,16 @@ def test_keras(relay, monkeypatch):
     model.compile(optimizer=keras.optimizers.SGD(0.1),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     history = model.fit(np.asarray(x), np.asarray(y), validation_data=(np.asarray(xv), np.asarray(yv)), epochs=3,
-                        batch_size=16, verbose=0, callbacks=[WatchtrainCallback(relay.url)])
+                        batch_size=16, verbose=0,
+                        callbacks=[WatchtrainCallback(relay.url, goals={"val_accuracy": None})])
     training = finished(relay, "keras blobs")
     state = relay.state(training["id"])
     assert state["status"] == "completed"
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(state["metrics"]), state["metrics"]
+    # The declared goal is forwarded: no best for val_accuracy; accuracy keeps its default.
+    goals = dict(zip(state["metrics"], state["goals"]))
+    assert goals["val_accuracy"] == "none" and goals["accuracy"] == "max", goals
+    assert state["best"][state["metrics"].index("val_accuracy")] is None, state
     assert state["epochs"] == 3 and state["train"] == {"done": 16, "total": 16}
     rows = relay.history(training["id"])
     assert [r[0] for r in rows] == [0, 1, 2]
@@ -543,4 +548,6 @@ def test_a_callback_with_a_malformed_url_fails_at_construction(framework):
     module = importlib.import_module(f"watchtrain.{framework}")
     with pytest.raises(ValueError, match="bad relay URL"):
         module.WatchtrainCallback("my experiment")  # the name where the URL goes
-    module.WatchtrainCallback("off")
+    with pytest.raises(ValueError, match="goal"):
+        module.WatchtrainCallback("off", goals={"loss": "lower"})
+    module.WatchtrainCallback("off", goals={"lr": None})

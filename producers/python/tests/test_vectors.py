@@ -11,7 +11,7 @@ from watchtrain import protocol as p
 
 VECTORS = pathlib.Path(os.environ.get("WATCHTRAIN_VECTORS", pathlib.Path(__file__).resolve().parents[3] / "protocol" / "vectors"))
 # Every vector file; reject.json (the reject list) and limits.json (the limits) are read by their own tests.
-FILES = sorted(f for f in VECTORS.glob("*.json") if f.name not in ("reject.json", "limits.json"))
+FILES = sorted(f for f in VECTORS.glob("*.json") if f.name not in ("reject.json", "limits.json", "goals.json"))
 
 
 def _float(v):
@@ -35,7 +35,8 @@ def meaning(frame: p.Frame) -> dict:
     }[type(a)]
     m = {"training_id": frame.training_id, "seq": frame.seq, "action": name}
     if isinstance(a, p.Register):
-        m[name] = {"name": a.name, "run_key": a.run_key, "metrics": list(a.metrics), "epochs": a.epochs, "batches": a.batches}
+        m[name] = {"name": a.name, "run_key": a.run_key, "metrics": list(a.metrics), "epochs": a.epochs, "batches": a.batches,
+                   "goals": list(a.goals)}
     elif isinstance(a, p.Progress):
         m[name] = {"phase": a.phase, "epoch": a.epoch, "epochs": a.epochs, "batch": a.batch, "batches": a.batches}
     elif isinstance(a, p.Stats):
@@ -53,7 +54,7 @@ def meaning(frame: p.Frame) -> dict:
             "valid": {"done": a.valid.done, "total": a.valid.total}, "stride": a.stride, "history": _floats(a.history),
             "latest_epoch": a.latest_epoch, "latest": _floats(a.latest),
             "best": [{"epoch": b.epoch, "value": _float(b.value)} for b in a.best],
-            "elapsed_ms": a.elapsed_ms, "timed_epochs": a.timed_epochs, "last_seq": a.last_seq,
+            "elapsed_ms": a.elapsed_ms, "timed_epochs": a.timed_epochs, "last_seq": a.last_seq, "goals": list(a.goals),
         }
     return m
 
@@ -67,7 +68,7 @@ def from_meaning(m: dict) -> p.Frame:
     name = m["action"]
     body = m.get(name, {})
     if name == "register":
-        action = p.Register(body["name"], body["run_key"], body["metrics"], body["epochs"], body["batches"])
+        action = p.Register(body["name"], body["run_key"], body["metrics"], body["epochs"], body["batches"], body["goals"])
     elif name == "progress":
         action = p.Progress(body["phase"], body["epoch"], body["epochs"], body["batch"], body["batches"])
     elif name == "stats":
@@ -88,7 +89,7 @@ def from_meaning(m: dict) -> p.Frame:
             p.Bar(**body["train"]), p.Bar(**body["valid"]), body["stride"], [_value(v) for v in body["history"]],
             body["latest_epoch"], [_value(v) for v in body["latest"]],
             [p.Best(b["epoch"], _value(b["value"])) for b in body["best"]], body["elapsed_ms"], body["timed_epochs"],
-            body["last_seq"],
+            body["last_seq"], body["goals"],
         )
     return p.Frame(m["training_id"], m["seq"], action)
 
@@ -111,6 +112,27 @@ def test_vector_encodes_to_its_bytes(path):
     assert p.encode(p.decode(bytes.fromhex(vector["hex"]))).hex() == vector["hex"]
 
 
+def test_default_goals_from_names_agree_with_the_crate():
+    defaults = json.loads((VECTORS / "goals.json").read_text())["defaults"]
+    assert len(defaults) >= 20
+    for d in defaults:
+        assert p.goal_from_name(d["name"]) == d["goal"], d
+
+
+def test_version_1_frames_decode_with_goals_from_the_names():
+    # A version 1 register (no goals field) and snapshot, as protocol/tests/loopback.rs writes them.
+    reg = p.decode(bytes([1, 0, 0, 0, 5]) + b"mnist" + bytes([2]) + b"k1" + bytes([2, 4]) + b"loss"
+                   + bytes([3]) + b"acc" + bytes([0x0a, 0xac, 0x02]))
+    assert reg.action == p.Register("mnist", "k1", ["loss", "acc"], 10, 300, [])
+    snap = bytes.fromhex("01090008" "0174" "01016c" "03" "01" "00" "01" "01" "050a" "0204" "01"
+                         "020000003f0000803e" "0101" "010000803e" "01010000803e" "d00f" "02" "ac02")
+    s = p.decode(snap).action
+    assert s.goals == ["none"] and math.isnan(s.best[0].value), s
+    # Encoders write version 2, with the goals.
+    assert p.encode(p.decode(snap))[0] == 2
+    assert p.encode(p.decode(snap)).endswith(bytes([1, 0]))
+
+
 def _rejects():
     # Read at collection: a missing file is an error, not zero cases.
     return json.loads((VECTORS / "reject.json").read_text())["reject"]
@@ -129,7 +151,7 @@ def test_reject_list_is_there():
 
 def test_doc_example_bytes():
     frame = p.Frame(7, 42, p.Progress("valid", 2, 10, 5, 12))
-    assert list(p.encode(frame)) == [1, 7, 42, 1, 1, 2, 10, 5, 12]
+    assert list(p.encode(frame)) == [2, 7, 42, 1, 1, 2, 10, 5, 12]
 
 
 def test_long_strings_are_cut_at_a_character_boundary():

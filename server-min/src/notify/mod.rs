@@ -26,7 +26,7 @@ use rusqlite::{params, Connection};
 use serde_json::{json, Map, Value};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
-use watchtrain_protocol::{lower_is_better, Action, Status, TrainingState};
+use watchtrain_protocol::{Action, Goal, Status, TrainingState};
 
 use crate::config::Config;
 use crate::error::RelayError;
@@ -228,8 +228,11 @@ pub struct Facts {
     pub metrics: Vec<String>,
     /// The latest values, aligned to `metrics` (empty before any stats).
     pub latest: Vec<f32>,
-    /// The best value per metric and its epoch (0-based), aligned to `metrics`.
+    /// The best value per metric and its epoch (0-based), aligned to `metrics`;
+    /// NaN for a metric without a goal.
     pub best: Vec<(u32, f32)>,
+    /// Which way each metric improves, aligned to `metrics`.
+    pub goals: Vec<Goal>,
     /// Unix ms of the last frame from the producer.
     pub updated_ms: u64,
     /// The dashboard showing this training.
@@ -251,20 +254,28 @@ impl Facts {
             eta_ms: s.eta_ms(),
             metrics: s.metrics().iter().map(|m| m.as_str().to_owned()).collect(),
             latest: s.latest().to_vec(),
-            best: s.best().iter().map(|b| (b.epoch, b.value)).collect(),
+            best: (0..s.metrics().len())
+                .map(|i| s.best_of(i).map_or((0, f32::NAN), |b| (b.epoch, b.value)))
+                .collect(),
+            goals: s.goals().to_vec(),
             updated_ms: change.updated_ms,
             link: format!("{}/#{}", dashboard.trim_end_matches('/'), change.id),
         }
     }
 
-    /// The metric that says most about the run: a validation loss if there
-    /// is one, else another loss or error that is not the training's, else the first.
+    /// The metric that says most about the run: a minimized validation metric
+    /// (a validation loss) if there is one, else another minimized one that is
+    /// not the training's, else any minimized one, else the first maximized one,
+    /// else the first.
     pub fn main_metric(&self) -> Option<usize> {
         let m = &self.metrics;
-        let find = |pred: &dyn Fn(&str) -> bool| m.iter().position(|n| pred(n));
-        find(&|n| lower_is_better(n) && n.contains("valid"))
-            .or_else(|| find(&|n| lower_is_better(n) && !n.contains("train")))
-            .or_else(|| find(&|n| lower_is_better(n)))
+        let goal = |i: usize| self.goals.get(i).copied().unwrap_or_default();
+        let find = |pred: &dyn Fn(Goal, &str) -> bool| (0..m.len()).find(|&i| pred(goal(i), &m[i]));
+        let min = Goal::Minimize;
+        find(&|g, n| g == min && n.contains("valid"))
+            .or_else(|| find(&|g, n| g == min && !n.contains("train")))
+            .or_else(|| find(&|g, _| g == min))
+            .or_else(|| find(&|g, _| g == Goal::Maximize))
             .or(if m.is_empty() { None } else { Some(0) })
     }
 
@@ -299,7 +310,7 @@ impl Facts {
             }
         }
         for (i, name) in self.metrics.iter().enumerate() {
-            if Some(i) == main || lower_is_better(name) {
+            if Some(i) == main || self.goals.get(i) == Some(&Goal::Minimize) {
                 continue;
             }
             if let Some(v) = self.latest.get(i) {
@@ -854,6 +865,28 @@ mod tests {
         );
         assert_eq!(json["latest"]["accuracy"], json!(0.945));
         assert_eq!(json["duration_s"], json!(2520));
+    }
+
+    #[test]
+    fn the_main_metric_follows_the_goals_and_a_learning_rate_has_no_best() {
+        // `lr` first: before goals it was the main metric, with a "best" learning rate.
+        let s = state(
+            "sweep",
+            &["lr", "accuracy"],
+            2,
+            &[&[0.1, 0.5], &[0.01, 0.7]],
+        );
+        let facts = Facts::of(&change(s, 0), "http://r");
+        assert_eq!(facts.main_metric(), Some(1));
+        assert_eq!(
+            facts.summary(Happening::Resumed, 0),
+            "sweep resumed after 2/2 epochs, best accuracy 0.700 at epoch 2, lr 0.010"
+        );
+        let json = Value::Object(facts.to_json());
+        assert_eq!(
+            json["best"],
+            json!({"accuracy": {"value": 0.7, "epoch": 2}})
+        );
     }
 
     #[test]

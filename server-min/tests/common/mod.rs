@@ -135,6 +135,7 @@ pub fn register_frame(id: u32, name: &str, run_key: &str, names: &[&str], epochs
             metrics: metrics(names),
             epochs,
             batches: 10,
+            goals: Default::default(),
         }),
     }
 }

@@ -141,6 +141,7 @@ impl Run {
             metrics: metrics.iter().map(|m| truncated(m)).collect(),
             epochs,
             batches,
+            goals: Default::default(),
         };
         r.push(Action::Register(register), 0);
         r
@@ -189,7 +190,9 @@ impl Run {
                 .map(|i| {
                     let name = self.names[i];
                     let k = i as f32 * 0.13;
-                    let v = if watchtrain_protocol::lower_is_better(name) {
+                    let v = if watchtrain_protocol::Goal::from_name(name)
+                        == watchtrain_protocol::Goal::Minimize
+                    {
                         let base = 2.3 * (1.0 - t).powi(3) + 0.25 + k;
                         if name.contains("val") {
                             base + 0.9 * (t - 0.55).max(0.0).powi(2) + wobble

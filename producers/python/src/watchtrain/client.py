@@ -36,7 +36,8 @@ import threading
 import time
 import uuid
 import weakref
-from typing import Any, Iterable, Iterator, List, Optional, Sequence
+import dataclasses
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
 
 from . import protocol as p
 from .transport import Refused, RelayUrl, TransportError, WebSocket, relay_url
@@ -86,6 +87,36 @@ def _default_name() -> str:
     return name if name and name not in ("-c", "-m", "ipykernel_launcher") else "training"
 
 
+_GOAL_WORDS = {"min": "min", "minimize": "min", "max": "max", "maximize": "max", "none": "none", None: "none"}
+
+
+def checked_goals(goals: Optional[Mapping[str, Optional[str]]]) -> Dict[str, str]:
+    """``{metric: "min" | "max" | "none"}`` from ``goals=``; an unknown goal raises ``ValueError``.
+
+    >>> checked_goals({"accuracy": "maximize", "lr": None})
+    {'accuracy': 'max', 'lr': 'none'}
+    """
+    if goals is None:
+        return {}
+    if not isinstance(goals, Mapping):
+        raise ValueError(f"watchtrain: goals must map metric names to goals, not {goals!r}")
+    out = {}
+    for name, goal in goals.items():
+        word = _GOAL_WORDS.get(goal.lower() if isinstance(goal, str) else goal)
+        if word is None:
+            raise ValueError(f"watchtrain: the goal of {name!r} is {goal!r}: use 'min', 'max' or None")
+        out[p.truncated(str(name), p.MAX_METRIC_NAME_LEN)] = word
+    return out
+
+
+def _goals_for(metrics: Sequence[str], declared: Dict[str, str]) -> List[str]:
+    """The registration's goals: the declared ones by name, the others' defaults from their names
+    (empty when nothing is declared, so the relay keeps what the training has)."""
+    if not declared:
+        return []
+    return [declared.get(m) or p.goal_from_name(m) for m in metrics]
+
+
 def _number(value: Any) -> float:
     """A float from a number, a 0-d tensor or array, or NaN for what is not a number."""
     try:
@@ -128,6 +159,11 @@ class Run:
     for an ``https://`` relay with its own certificate authority).
     ``primary`` says whether this process reports; by default only rank 0 does
     (the adapters pass their framework's answer, e.g. ``trainer.is_global_zero``).
+    ``goals`` says which way metrics improve, e.g. ``{"accuracy": "max", "lr": None}``:
+    ``"min"`` (or ``"minimize"``), ``"max"`` (``"maximize"``), ``None`` (``"none"``: no
+    "best", as for a learning rate); a metric not named gets its default from its name
+    (``loss``, ``err``, ``mae``...: min; ``acc``, ``f1``, ``auc``, ``iou``...: max; else none).
+    Another goal raises ``ValueError`` here.
     """
 
     def __init__(
@@ -146,7 +182,9 @@ class Run:
         timeout: float = 5.0,
         close_timeout: float = 2.0,
         ca_file: Optional[str] = None,
+        goals: Optional[Mapping[str, Optional[str]]] = None,
     ):
+        self._goals = checked_goals(goals)
         self.url = url if url is not None else os.environ.get("WATCHTRAIN_URL", DEFAULT_URL)
         self._relay = checked_url(self.url)
         if not self.url.strip():
@@ -170,6 +208,7 @@ class Run:
             metrics=list(self._metrics),
             epochs=int(epochs or 0),
             batches=int(batches or 0),
+            goals=_goals_for(self._metrics, self._goals),
         )
         self._epochs = int(epochs or 0)
         self._epoch = 0  # the current epoch, 0-based
@@ -222,20 +261,20 @@ class Run:
                 reg = self._register
                 changed = False
                 if name is not None and p.truncated(name, p.MAX_NAME_LEN) != reg.name:
-                    reg = p.Register(p.truncated(name, p.MAX_NAME_LEN), reg.run_key, reg.metrics, reg.epochs, reg.batches)
+                    reg = dataclasses.replace(reg, name=p.truncated(name, p.MAX_NAME_LEN))
                     changed = True
                 if metrics is not None:
                     names = [p.truncated(str(m), p.MAX_METRIC_NAME_LEN) for m in metrics][: p.MAX_METRICS]
                     if names != list(reg.metrics):
                         self._metrics = names
-                        reg = p.Register(reg.name, reg.run_key, list(names), reg.epochs, reg.batches)
+                        reg = dataclasses.replace(reg, metrics=list(names), goals=_goals_for(names, self._goals))
                         changed = True
                 if epochs is not None and int(epochs) != reg.epochs:
                     self._epochs = int(epochs)
-                    reg = p.Register(reg.name, reg.run_key, reg.metrics, int(epochs), reg.batches)
+                    reg = dataclasses.replace(reg, epochs=int(epochs))
                     changed = True
                 if batches is not None and int(batches) != reg.batches:
-                    reg = p.Register(reg.name, reg.run_key, reg.metrics, reg.epochs, int(batches))
+                    reg = dataclasses.replace(reg, batches=int(batches))
                     changed = True
                 if changed:
                     self._register = reg

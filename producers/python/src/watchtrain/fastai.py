@@ -8,13 +8,13 @@ epoch; a cancelled fit is reported as cancelled, an exception as failed.
 from __future__ import annotations
 
 import sys
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from fastai.callback.core import Callback
 from fastai.learner import Recorder
 
 from ._adapter import DeferredFinish, make_run, scalar
-from .client import Run, checked_url, reason_of
+from .client import Run, checked_goals, checked_url, reason_of
 
 __all__ = ["WatchtrainCallback"]
 
@@ -26,8 +26,10 @@ class WatchtrainCallback(Callback):
     run_valid = True
 
     def __init__(self, url: Optional[str] = None, *, name: Optional[str] = None, token: Optional[str] = None,
-                 run: Optional[Run] = None, **run_kwargs: Any):
+                 run: Optional[Run] = None, goals: Optional[Mapping[str, Optional[str]]] = None,
+                 **run_kwargs: Any):
         checked_url(url)  # a malformed URL is an error here, not at the start of the fit
+        run_kwargs["goals"] = checked_goals(goals)  # and so is an unknown goal
         self._args = (run, url, token, name, run_kwargs)
         self.run_: Optional[Run] = run
         self._offset = 0  # epochs of earlier fits with this callback (fine_tune fits twice)

@@ -7,12 +7,12 @@ validation, stats per epoch from the epoch's ``logs`` (``loss``,
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import keras
 
 from ._adapter import make_run, pick_metrics, scalar
-from .client import Run, checked_url
+from .client import Run, checked_goals, checked_url
 
 __all__ = ["WatchtrainCallback"]
 
@@ -21,9 +21,11 @@ class WatchtrainCallback(keras.callbacks.Callback):
     """Streams a Keras training to a Watchtrain relay."""
 
     def __init__(self, url: Optional[str] = None, *, name: Optional[str] = None, token: Optional[str] = None,
-                 run: Optional[Run] = None, **run_kwargs: Any):
+                 run: Optional[Run] = None, goals: Optional[Mapping[str, Optional[str]]] = None,
+                 **run_kwargs: Any):
         super().__init__()
         checked_url(url)  # a malformed URL is an error here, not at the start of the fit
+        run_kwargs["goals"] = checked_goals(goals)  # and so is an unknown goal
         self._args = (url, token, name, run_kwargs)
         self.run: Optional[Run] = run
         self._epoch = 0

@@ -9,7 +9,7 @@ With several devices only the global rank 0 reports (``trainer.is_global_zero``)
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 try:
     from lightning.pytorch.callbacks import Callback
@@ -17,7 +17,7 @@ except ImportError:  # pragma: no cover - the older package name
     from pytorch_lightning.callbacks import Callback
 
 from ._adapter import make_run, pick_metrics, scalar
-from .client import Run, checked_url
+from .client import Run, checked_goals, checked_url
 
 __all__ = ["WatchtrainCallback"]
 
@@ -35,9 +35,11 @@ class WatchtrainCallback(Callback):
     """Streams a Lightning training to a Watchtrain relay."""
 
     def __init__(self, url: Optional[str] = None, *, name: Optional[str] = None, token: Optional[str] = None,
-                 run: Optional[Run] = None, **run_kwargs: Any):
+                 run: Optional[Run] = None, goals: Optional[Mapping[str, Optional[str]]] = None,
+                 **run_kwargs: Any):
         super().__init__()
         checked_url(url)  # a malformed URL is an error here, not at the start of the fit
+        run_kwargs["goals"] = checked_goals(goals)  # and so is an unknown goal
         self._args = (url, token, name, run_kwargs)
         self.run: Optional[Run] = run
 

@@ -2,7 +2,8 @@
 
 A frame is one version byte (``FORMAT_VERSION``) followed by the postcard
 encoding of ``(training_id, seq, action)``, exactly as the Rust crate
-``watchtrain-protocol`` writes it (``protocol/src/frame.rs``, ``codec.rs``):
+``watchtrain-protocol`` writes it (``protocol/src/frame.rs``, ``codec.rs``;
+version 1 frames, without goals, still decode):
 
 * ``u32`` / ``u64``: unsigned LEB128 varints (at most 5 / 10 bytes);
 * enum variants: a varint tag (the variant's index) then the variant's fields;
@@ -15,8 +16,8 @@ reject list can be checked by name.
 
 >>> frame = Frame(7, 42, Progress(phase="valid", epoch=2, epochs=10, batch=5, batches=12))
 >>> list(encode(frame))
-[1, 7, 42, 1, 1, 2, 10, 5, 12]
->>> decode(bytes([1, 7, 0, 5]))
+[2, 7, 42, 1, 1, 2, 10, 5, 12]
+>>> decode(bytes([2, 7, 0, 5]))
 Frame(training_id=7, seq=0, action=Heartbeat())
 """
 
@@ -27,7 +28,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple, Union
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MAX_FRAME_LEN = 1024
 MAX_METRICS = 8
 MAX_NAME_LEN = 32
@@ -41,6 +42,10 @@ PHASES = ("train", "valid")
 LEVELS = ("debug", "info", "warn", "error")
 OUTCOMES = ("completed", "failed", "cancelled")
 STATUSES = ("waiting", "running", "stalled", "completed", "failed", "cancelled")
+GOALS = ("none", "min", "max")
+
+_MINIMIZED = ("loss", "err", "mse", "mae", "rmse", "perplexity", "wer", "cer")
+_MAXIMIZED = ("acc", "f1", "auc", "auroc", "precision", "recall", "iou", "dice", "bleu", "rouge")
 
 _F32 = struct.Struct("<f")
 
@@ -69,6 +74,23 @@ def truncated(text: str, limit: int) -> str:
     return raw[:limit].decode("utf-8", errors="ignore")
 
 
+def goal_from_name(name: str) -> str:
+    """The default goal of a metric from its name (``"min"``, ``"max"`` or ``"none"``), as the
+    crate's ``Goal::from_name``; ``protocol/vectors/goals.json`` checks that they agree.
+
+    >>> goal_from_name("val_loss"), goal_from_name("top1-accuracy"), goal_from_name("lr")
+    ('min', 'max', 'none')
+    """
+    low = "".join(c.lower() if c.isascii() else c for c in name)  # ASCII case only, as in Rust
+    if any(w in low for w in _MINIMIZED):
+        return "min"
+    # By word, at its start or end (``val_acc``, ``mIoU``), so that ``previous`` is no ``iou``.
+    words = "".join(c if c.isascii() and c.isalnum() else " " for c in low).split()
+    if any(w.startswith(m) or w.endswith(m) for w in words for m in _MAXIMIZED):
+        return "max"
+    return "none"
+
+
 # --- actions -----------------------------------------------------------------
 
 
@@ -81,6 +103,7 @@ class Register:
     metrics: Sequence[str] = ()
     epochs: int = 0
     batches: int = 0
+    goals: Sequence[str] = ()  # one of GOALS per metric; missing ones (all, when empty) from the names
 
 
 @dataclass
@@ -173,6 +196,7 @@ class Snapshot:
     elapsed_ms: int = 0
     timed_epochs: int = 0
     last_seq: int = 0
+    goals: List[str] = field(default_factory=list)
 
     def check(self) -> None:
         """Raises ``DecodeError("DecodeInconsistentSnapshot")`` when the parts disagree (like ``TrainingState::check``)."""
@@ -186,6 +210,7 @@ class Snapshot:
             and (width != 0 or not self.history)
             and (not self.latest or len(self.latest) == width)
             and (not self.best or len(self.best) == width)
+            and (not self.goals or len(self.goals) == width)
             and len(self.history) // max(width, 1) <= capacity
         )
         if not consistent:
@@ -245,6 +270,14 @@ def _index(choices: Tuple[str, ...], value: str) -> int:
         raise EncodeError("EncodeFailed", f"{value!r} is not one of {choices}") from None
 
 
+def _goals(out: bytearray, goals: Sequence[str]) -> None:
+    if len(goals) > MAX_METRICS:
+        raise EncodeError("EncodeFailed", f"{len(goals)} goals, at most {MAX_METRICS}")
+    _varint(out, len(goals))
+    for g in goals:
+        out.append(_index(GOALS, g))
+
+
 def _action(out: bytearray, action: Action) -> None:
     tag = _TAGS.get(type(action))
     if tag is None:
@@ -260,6 +293,7 @@ def _action(out: bytearray, action: Action) -> None:
             _str(out, m, MAX_METRIC_NAME_LEN)
         _varint(out, action.epochs)
         _varint(out, action.batches)
+        _goals(out, action.goals)
     elif tag == 1:
         out.append(_index(PHASES, action.phase))
         _varint(out, action.epoch)
@@ -315,6 +349,7 @@ def _action(out: bytearray, action: Action) -> None:
         _varint(out, s.elapsed_ms, 64)
         _varint(out, s.timed_epochs)
         _varint(out, s.last_seq)
+        _goals(out, s.goals)
 
 
 def encode(frame: Frame) -> bytes:
@@ -403,13 +438,20 @@ class _Reader:
         return out
 
 
-def _read_action(r: _Reader) -> Action:
+def _read_goals(r: _Reader, version: int) -> List[str]:
+    # Version 1 had no goals: empty, the defaults from the names.
+    if version == 1:
+        return []
+    return r.items(MAX_METRICS, lambda: GOALS[r.tag(3)])
+
+
+def _read_action(r: _Reader, version: int) -> Action:
     tag = r.tag(9, "DecodeUnknownAction")
     if tag == 0:
         name = r.string(MAX_NAME_LEN)
         run_key = r.string(MAX_RUN_KEY_LEN)
         metrics = r.items(MAX_METRICS, lambda: r.string(MAX_METRIC_NAME_LEN))
-        return Register(name, run_key, metrics, r.varint(), r.varint())
+        return Register(name, run_key, metrics, r.varint(), r.varint(), _read_goals(r, version))
     if tag == 1:
         phase = PHASES[r.tag(2)]
         return Progress(phase, r.varint(), r.varint(), r.varint(), r.varint())
@@ -451,6 +493,11 @@ def _read_action(r: _Reader) -> Action:
     s.elapsed_ms = r.varint(64)
     s.timed_epochs = r.varint()
     s.last_seq = r.varint()
+    s.goals = _read_goals(r, version)
+    if version == 1:
+        # As the crate: goals from the names, and no best for a metric without one.
+        s.goals = [goal_from_name(m) for m in s.metrics]
+        s.best = [Best() if g == "none" else b for b, g in zip(s.best, s.goals)]
     return s
 
 
@@ -461,12 +508,12 @@ def decode(data: bytes) -> Frame:
         raise DecodeError("DecodeEmpty")
     if len(data) > MAX_FRAME_LEN:
         raise DecodeError("DecodeTooLong")
-    if data[0] != FORMAT_VERSION:
+    if data[0] not in (1, FORMAT_VERSION):
         raise DecodeError("DecodeUnsupportedVersion")
     r = _Reader(data, 1)
     training_id = r.varint()
     seq = r.varint()
-    action = _read_action(r)
+    action = _read_action(r, data[0])
     if r.pos != len(data):
         raise DecodeError("DecodeTrailingBytes")
     if isinstance(action, Snapshot):

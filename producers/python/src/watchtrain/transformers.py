@@ -10,12 +10,12 @@ next epoch starts or the training ends, because the Trainer evaluates after
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 
 from transformers import TrainerCallback
 
 from ._adapter import make_run, scalar
-from .client import Run, checked_url
+from .client import Run, checked_goals, checked_url
 
 __all__ = ["WatchtrainCallback"]
 
@@ -24,8 +24,10 @@ class WatchtrainCallback(TrainerCallback):
     """Streams a transformers ``Trainer`` training to a Watchtrain relay."""
 
     def __init__(self, url: Optional[str] = None, *, name: Optional[str] = None, token: Optional[str] = None,
-                 run: Optional[Run] = None, **run_kwargs: Any):
+                 run: Optional[Run] = None, goals: Optional[Mapping[str, Optional[str]]] = None,
+                 **run_kwargs: Any):
         checked_url(url)  # a malformed URL is an error here, not at the start of the fit
+        run_kwargs["goals"] = checked_goals(goals)  # and so is an unknown goal
         self._args = (url, token, name, run_kwargs)
         self.run: Optional[Run] = run
         self._row: Dict[str, float] = {}

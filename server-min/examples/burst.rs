@@ -45,6 +45,7 @@ fn body(seq: &mut u32, epoch: &mut u32, n: u32) -> Vec<u8> {
         metrics,
         epochs: 1_000_000,
         batches: 100,
+        ..Default::default()
     };
     push(Action::Register(register), seq);
     for _ in 0..n {

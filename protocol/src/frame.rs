@@ -156,6 +156,28 @@ impl Goal {
             .collect()
     }
 
+    /// The goals of `metrics` from goals declared by metric name (the last
+    /// declaration of a name wins), the rest from the names; empty when
+    /// nothing is declared, so that the relay keeps what the training has.
+    ///
+    /// ```
+    /// use watchtrain_protocol::{truncated, Goal};
+    /// let metrics = [truncated("loss"), truncated("score"), truncated("lr")];
+    /// let goals = Goal::by_name(&metrics, &[("score", Goal::Maximize)]);
+    /// assert_eq!(goals.as_slice(), [Goal::Minimize, Goal::Maximize, Goal::None]);
+    /// assert!(Goal::by_name(&metrics, &[] as &[(&str, Goal)]).is_empty());
+    /// ```
+    pub fn by_name(metrics: &[MetricName], declared: &[(impl AsRef<str>, Goal)]) -> Goals {
+        if declared.is_empty() {
+            return Goals::new();
+        }
+        let named = |m: &str| declared.iter().rev().find(|(name, _)| name.as_ref() == m);
+        metrics
+            .iter()
+            .map(|m| named(m).map_or_else(|| Goal::from_name(m), |(_, g)| *g))
+            .collect()
+    }
+
     /// A lower-case word for people and JSON: `none`, `min`, `max`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -163,6 +185,31 @@ impl Goal {
             Goal::Minimize => "min",
             Goal::Maximize => "max",
         }
+    }
+}
+
+/// `none`, `min`/`minimize` or `max`/`maximize`, as the CLI, the relay's JSON
+/// endpoint and the Python package take them.
+impl core::str::FromStr for Goal {
+    type Err = UnknownGoal;
+
+    fn from_str(word: &str) -> Result<Goal, UnknownGoal> {
+        match word {
+            "none" => Ok(Goal::None),
+            "min" | "minimize" => Ok(Goal::Minimize),
+            "max" | "maximize" => Ok(Goal::Maximize),
+            _ => Err(UnknownGoal),
+        }
+    }
+}
+
+/// A goal word that is none of `none`, `min`, `minimize`, `max`, `maximize`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownGoal;
+
+impl core::fmt::Display for UnknownGoal {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("a goal is min, max or none")
     }
 }
 

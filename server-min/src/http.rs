@@ -15,7 +15,8 @@ use futures_util::{stream, StreamExt};
 use include_dir::{include_dir, Dir};
 use serde_json::{json, Value};
 use watchtrain_protocol::{
-    truncated, Action, Applied, Finished, Frame, Outcome, Register, Stats, TrainingState, Values,
+    truncated, Action, Applied, Finished, Frame, Goal, Goals, MetricName, Outcome, Register, Stats,
+    TrainingState, Values,
 };
 
 use crate::error::{Reason, Rejection};
@@ -640,6 +641,33 @@ fn json_u32(object: &serde_json::Map<String, Value>, key: &str) -> Result<Option
         .ok_or_else(|| Rejection::new(Reason::BadRequest, format!("{key:?} is a whole number")))
 }
 
+/// The goals of a script's `"goals": {"score": "max", "lr": "none"}`, the
+/// other metrics' from their names; empty without `"goals"`, so that the relay
+/// keeps the goals the training has.
+fn json_goals(
+    object: &serde_json::Map<String, Value>,
+    metrics: &[MetricName],
+) -> Result<Goals, Rejection> {
+    let Some(goals) = object.get("goals") else {
+        return Ok(Goals::new());
+    };
+    let bad = |why: String| Rejection::new(Reason::BadRequest, why);
+    let goals = goals
+        .as_object()
+        .ok_or_else(|| bad("\"goals\" is an object of metric names".into()))?;
+    let mut declared = Vec::new();
+    for (name, goal) in goals {
+        if !metrics.iter().any(|m| m == name.as_str()) {
+            return Err(bad(format!(
+                "a goal for {name:?}, which is not a metric here"
+            )));
+        }
+        let goal = goal.as_str().unwrap_or("").parse::<Goal>();
+        declared.push((name, goal.map_err(|e| bad(format!("{name:?}: {e}")))?));
+    }
+    Ok(Goal::by_name(metrics, &declared))
+}
+
 /// A metric value of a script's JSON: a number, `null` (NaN) or a numeric string ("NaN", "inf").
 fn json_value(key: &str, value: &Value) -> Result<f32, Rejection> {
     let not_a_number = || Rejection::new(Reason::BadRequest, format!("{key:?} is not a number"));
@@ -652,7 +680,7 @@ fn json_value(key: &str, value: &Value) -> Result<f32, Rejection> {
 }
 
 /// `POST /v1/trainings/{name}/stats` with `{"epoch": 1, "loss": 0.3, ...}`: it
-/// registers the training (metrics in name order, `epochs` if given) and
+/// registers the training (metrics in name order, `epochs` and `goals` if given) and
 /// becomes a stats frame, answered once it is durable.
 async fn json_stats(
     _: Authorized<Produce>,
@@ -669,7 +697,7 @@ async fn json_stats(
         let mut metrics = watchtrain_protocol::MetricNames::new();
         let mut values = Vec::new();
         for (key, value) in &object {
-            if !matches!(key.as_str(), "epoch" | "epochs" | "duration_ms") {
+            if !matches!(key.as_str(), "epoch" | "epochs" | "duration_ms" | "goals") {
                 metrics.push(truncated(key)).map_err(|_| too_many())?;
                 values.push(json_value(key, value)?);
             }
@@ -684,11 +712,10 @@ async fn json_stats(
         let register = Register {
             name: truncated(&name),
             run_key: truncated(&json_run_key(&name)),
-            metrics,
             epochs: json_u32(&object, "epochs")?.unwrap_or(0),
             batches: 0,
-            // None declared: the relay keeps the training's goals, or takes them from the names.
-            goals: Default::default(),
+            goals: json_goals(&object, &metrics)?,
+            metrics,
         };
         let request = RegisterRequest {
             training_id: 0,

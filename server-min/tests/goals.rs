@@ -56,3 +56,42 @@ async fn best_only_for_metrics_with_a_goal_and_declared_goals_win() {
     drop(producer);
     relay.stop().await;
 }
+
+/// A shell script declares goals in the JSON body; a later post without
+/// `"goals"` keeps them, and a bad declaration is refused with its reason.
+#[tokio::test]
+async fn a_shell_script_declares_goals_in_json() {
+    let relay = Relay::start(Config::in_memory()).await;
+    let path = "/v1/trainings/sweep/stats";
+    let post = |body: &'static str| http(relay.addr, "POST", path, &[], body.as_bytes());
+    let (status, reply) =
+        post(r#"{"epoch":0,"score":5,"lr":0.1,"goals":{"score":"min","lr":"none"}}"#).await;
+    assert_eq!(status, 200, "{reply}");
+    let (status, reply) = post(r#"{"epoch":1,"score":3,"lr":0.01}"#).await;
+    assert_eq!(status, 200, "{reply}");
+    let id: u32 = serde_json::from_str::<serde_json::Value>(&reply).unwrap()["training_id"]
+        .as_u64()
+        .unwrap() as u32;
+    let one = get_json(relay.addr, &format!("/v1/trainings/{id}")).await;
+    // Metrics are in name order: lr, score.
+    assert_eq!(one["goals"], serde_json::json!(["none", "min"]), "{one}");
+    assert!(one["best"][0].is_null(), "{one}");
+    assert_eq!(one["best"][1]["value"], 3.0, "{one}");
+
+    for (body, why) in [
+        (
+            r#"{"epoch":2,"score":1,"goals":{"score":"up"}}"#,
+            "a goal is min, max or none",
+        ),
+        (
+            r#"{"epoch":2,"score":1,"goals":{"loss":"min"}}"#,
+            "not a metric here",
+        ),
+        (r#"{"epoch":2,"score":1,"goals":["min"]}"#, "is an object"),
+    ] {
+        let (status, reply) = post(body).await;
+        assert_eq!(status, 400, "{body}: {reply}");
+        assert!(reply.contains(why), "{body}: {reply}");
+    }
+    relay.stop().await;
+}

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use tungstenite::Message;
 use watchtrain_protocol::format::value;
 use watchtrain_protocol::{
-    truncated, Action, Frame, Goal, Goals, MetricNames, Register, Stats, Status, TrainingState,
+    truncated, Action, Frame, Goal, MetricNames, Register, Stats, Status, TrainingState,
 };
 
 pub use error::{exit, Error};
@@ -72,46 +72,8 @@ pub fn parse_goal(text: &str) -> Result<(String, Goal), String> {
     let (name, goal) = text
         .split_once('=')
         .ok_or_else(|| format!("{text}: expected NAME=min|max|none"))?;
-    let goal = match goal.trim() {
-        "min" => Goal::Minimize,
-        "max" => Goal::Maximize,
-        "none" => Goal::None,
-        other => {
-            return Err(format!(
-                "{text}: the goal {other:?} is not min, max or none"
-            ))
-        }
-    };
+    let goal = goal.trim().parse().map_err(|e| format!("{text}: {e}"))?;
     Ok((name.trim().to_string(), goal))
-}
-
-/// The goals of `metrics` for a registration: the declared one by name, else
-/// the default from the name; empty when nothing is declared, so that the
-/// relay keeps what the training has.
-///
-/// ```
-/// use watchtrain_cli::goals_for;
-/// use watchtrain_protocol::Goal;
-/// let declared = [("score".to_string(), Goal::Maximize)];
-/// let goals = goals_for(&["loss", "score", "lr"], &declared);
-/// assert_eq!(goals.as_slice(), [Goal::Minimize, Goal::Maximize, Goal::None]);
-/// assert!(goals_for(&["loss"], &[]).is_empty());
-/// ```
-pub fn goals_for(metrics: &[impl AsRef<str>], declared: &[(String, Goal)]) -> Goals {
-    if declared.is_empty() {
-        return Goals::new();
-    }
-    metrics
-        .iter()
-        .map(|m| {
-            let m = m.as_ref();
-            declared
-                .iter()
-                .rev()
-                .find(|(name, _)| name == m)
-                .map_or_else(|| Goal::from_name(m), |(_, g)| *g)
-        })
-        .collect()
 }
 
 fn metrics_of(names: &[String]) -> MetricNames {
@@ -186,7 +148,7 @@ pub fn run_tail(
         if changes.metrics_changed {
             let mut register = producer.registration().clone();
             register.metrics = metrics_of(&table.metrics);
-            register.goals = goals_for(&table.metrics, &options.goals);
+            register.goals = Goal::by_name(&register.metrics, &options.goals);
             producer.reregister(register);
         }
         let resend: Vec<u32> = if changes.metrics_changed {

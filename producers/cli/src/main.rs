@@ -8,9 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use watchtrain_cli::relay::{Endpoint, DEFAULT_URL};
 use watchtrain_cli::tail::Format;
-use watchtrain_cli::{
-    goals_for, parse_goal, run_send, run_tail, run_watch, Error, TailOptions, WatchOptions,
-};
+use watchtrain_cli::{parse_goal, run_send, run_tail, run_watch, Error, TailOptions, WatchOptions};
 use watchtrain_protocol::{
     truncated, Action, Finished, Goal, Level, Log, MetricNames, Outcome, Phase, Progress, Register,
     Stats,
@@ -372,16 +370,14 @@ fn send(
             metrics.join(", ")
         )));
     }
+    let metrics: MetricNames = metrics.iter().map(|m| truncated(m)).collect();
     let register = Register {
         name: truncated(&name),
         run_key: truncated(&run_key.unwrap_or_else(|| format!("cli:{name}"))),
-        metrics: metrics
-            .iter()
-            .map(|m| truncated(m))
-            .collect::<MetricNames>(),
+        goals: Goal::by_name(&metrics, &goals),
+        metrics,
         epochs,
         batches: 0,
-        goals: goals_for(&metrics, &goals),
     };
     let id = run_send(endpoint, register, action.into_iter().collect(), timeout)?;
     println!("{id}");

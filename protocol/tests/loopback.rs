@@ -26,16 +26,21 @@ fn frame(training_id: u32, seq: u32, action: Action) -> Frame {
     }
 }
 
-#[test]
-fn register() {
-    let action = Action::Register(Register {
+/// The registration of the register tests, version 2 and version 1.
+fn mnist() -> Register {
+    Register {
         name: truncated("mnist"),
         run_key: truncated("k1"),
         metrics: [truncated("loss"), truncated("acc")].into_iter().collect(),
         epochs: 10,
         batches: 300,
         goals: Goals::new(),
-    });
+    }
+}
+
+#[test]
+fn register() {
+    let action = Action::Register(mnist());
     #[rustfmt::skip]
     let bytes = [
         0x02, // format version
@@ -88,17 +93,9 @@ fn a_version_1_register_decodes_without_goals() {
         0x02, 0x04, b'l', b'o', b's', b's', 0x03, b'a', b'c', b'c',
         0x0a, 0xac, 0x02,
     ];
-    let want = Register {
-        name: truncated("mnist"),
-        run_key: truncated("k1"),
-        metrics: [truncated("loss"), truncated("acc")].into_iter().collect(),
-        epochs: 10,
-        batches: 300,
-        goals: Goals::new(),
-    };
     assert_eq!(
         Frame::decode(&bytes).unwrap().action,
-        Action::Register(want)
+        Action::Register(mnist())
     );
     // Other actions of version 1 are the same bytes after the version.
     assert_eq!(

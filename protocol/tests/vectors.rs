@@ -482,7 +482,8 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn check_or_bless(path: &std::path::Path, want: &str, stale: &mut Vec<String>) {
+fn check_or_bless(path: &std::path::Path, want: &Value, stale: &mut Vec<String>) {
+    let want = serde_json::to_string_pretty(want).unwrap() + "\n";
     let bless = std::env::var_os("WATCHTRAIN_BLESS").is_some();
     let have = std::fs::read_to_string(path).unwrap_or_default();
     if have != want {
@@ -510,24 +511,20 @@ fn checked_in_vectors_match_the_crate() {
         .iter()
         .map(|n| json!({"name": n, "goal": Goal::from_name(n).as_str()}))
         .collect();
-    let text = serde_json::to_string_pretty(&json!({
+    let goals = json!({
         "description": "the default goal of a metric from its name (Goal::from_name)",
         "defaults": defaults,
-    }))
-    .unwrap()
-        + "\n";
-    check_or_bless(&dir.join("goals.json"), &text, &mut stale);
+    });
+    check_or_bless(&dir.join("goals.json"), &goals, &mut stale);
     for (name, description, frame) in vectors() {
         let bytes = frame.to_bytes().unwrap();
         // Every vector decodes back to itself (compare re-encoded bytes: NaN != NaN).
         let back = Frame::decode(&bytes).unwrap();
         assert_eq!(back.to_bytes().unwrap(), bytes, "{name}");
-        let text = serde_json::to_string_pretty(&json!({
+        let vector = json!({
             "name": name, "description": description, "hex": hex(&bytes), "frame": meaning(&frame),
-        }))
-        .unwrap()
-            + "\n";
-        check_or_bless(&dir.join(format!("{name}.json")), &text, &mut stale);
+        });
+        check_or_bless(&dir.join(format!("{name}.json")), &vector, &mut stale);
         expected_files.push(format!("{name}.json"));
     }
     let mut rejected = Vec::new();
@@ -535,13 +532,11 @@ fn checked_in_vectors_match_the_crate() {
         assert_eq!(Frame::decode(&bytes).err(), Some(error), "{name}");
         rejected.push(json!({"name": name, "hex": hex(&bytes), "error": format!("{error:?}")}));
     }
-    let text = serde_json::to_string_pretty(&json!({
+    let reject = json!({
         "description": "inputs every decoder must reject; `error` is the Rust crate's error name",
         "reject": rejected,
-    }))
-    .unwrap()
-        + "\n";
-    check_or_bless(&dir.join("reject.json"), &text, &mut stale);
+    });
+    check_or_bless(&dir.join("reject.json"), &reject, &mut stale);
     let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())

@@ -126,13 +126,7 @@ async fn a_row_in_format_version_1_loads_with_goals_from_the_names() {
         0x00, 0x01, 0x00, // elapsed_ms, timed_epochs, last_seq
         // (version 2 would have the goals here)
     ];
-    Connection::open(&path)
-        .unwrap()
-        .execute(
-            "UPDATE trainings SET state = ?1, state_format = 1 WHERE id = 2",
-            [&blob[..]],
-        )
-        .unwrap();
+    set_state(&path, "state = ?1, state_format = 1", &blob);
     with_store(&path, async |opened| {
         assert!(opened.unreadable.is_empty());
         let t = opened.trainings.iter().find(|t| t.id == 2).unwrap();
@@ -158,13 +152,7 @@ async fn an_unreadable_row_is_reported_kept_and_its_id_not_reused() {
     let path = fixture_copy(dir.path());
     with_store(&path, async |_| ()).await;
     let broken = [1u8, 2, 0, 8, 0xff];
-    Connection::open(&path)
-        .unwrap()
-        .execute(
-            "UPDATE trainings SET state = ?1 WHERE id = 2",
-            [&broken[..]],
-        )
-        .unwrap();
+    set_state(&path, "state = ?1", &broken);
     with_store(&path, async |opened| {
         assert_eq!(opened.unreadable, vec![2]);
         assert_eq!(
@@ -219,4 +207,12 @@ async fn a_database_of_a_newer_layout_is_refused_with_a_reason() {
         .expect("refused")
         .to_string();
     assert!(error.contains("newer relay"), "{error}");
+}
+
+/// Overwrites training 2's row of the fixture: `set` is an SQL `SET` list with `?1` for `blob`.
+fn set_state(path: &std::path::Path, set: &str, blob: &[u8]) {
+    Connection::open(path)
+        .unwrap()
+        .execute(&format!("UPDATE trainings SET {set} WHERE id = 2"), [blob])
+        .unwrap();
 }

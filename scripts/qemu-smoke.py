@@ -91,10 +91,15 @@ def varint(data, pos):
             return value, pos
 
 
+# The format version the relay writes, from the generated limits (one source for every language).
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "protocol", "vectors", "limits.json")) as f:
+    FORMAT_VERSION = json.load(f)["protocol"]["format_version"]
+
+
 def frame_head(data):
     """(training_id, seq, action name) of an encoded frame."""
-    if not data or data[0] != 1:
-        raise Failure(f"not a version-1 frame: {data[:8].hex()}")
+    if not data or data[0] != FORMAT_VERSION:
+        raise Failure(f"not a version-{FORMAT_VERSION} frame: {data[:8].hex()}")
     training_id, pos = varint(data, 1)
     seq, pos = varint(data, pos)
     tag, pos = varint(data, pos)

@@ -274,13 +274,16 @@ async fn spawn_server(mut cmd: Command, ready: &str) -> Result<(Child, String), 
 }
 
 /// Mosquitto cannot listen on port 0 and say which port it got (`listener 0` is a
-/// Unix socket), so its port alone is picked this way; the relay binds port 0.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
+/// Unix socket), so it is handed a pseudo-random port below Linux's ephemeral range
+/// (32768 and up, where no client socket holds it) and retried on another when taken.
+fn candidate_port(attempt: u64) -> u16 {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+        .subsec_nanos() as u64
+        ^ u64::from(std::process::id()).wrapping_mul(7919)
+        ^ attempt.wrapping_mul(104_729);
+    20_000 + (seed % 12_000) as u16
 }
 
 async fn bench_relay(relay: &str, n: usize, burst_frames: u32) -> Figures {
@@ -413,10 +416,9 @@ async fn start_mosquitto(mosquitto: &str, port: u16) -> Result<(Child, SocketAdd
 }
 
 async fn bench_mosquitto(mosquitto: &str, n: usize, burst_frames: u32) -> Figures {
-    // The picked port can be taken before Mosquitto binds it: then try another.
     let mut started = Err(String::new());
-    for _ in 0..5 {
-        started = start_mosquitto(mosquitto, free_port()).await;
+    for attempt in 0..20 {
+        started = start_mosquitto(mosquitto, candidate_port(attempt)).await;
         if started.is_ok() {
             break;
         }

@@ -232,37 +232,19 @@ async fn a_wall_clock_jump_neither_stalls_a_live_training_nor_hides_a_stalled_on
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // B stalls after --stall-after of silence; A, heard all along, keeps running.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let now = statuses(relay.addr).await;
-        assert_eq!(now[&a_id].0, "running", "A while B goes silent: {now:?}");
-        if now[&b_id].0 == "stalled" {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "B never stalled: {now:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    stalls_while_running(relay.addr, b_id, a_id, "B, silent").await;
 
     // C goes silent, then the wall clock jumps 10 hours back: C still stalls.
     let (c, _c_ws) = silent_producer(&relay, "hidden").await;
     let c_id = u64::from(c);
     std::fs::write(&offset, "-5h\n").unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let now = statuses(relay.addr).await;
-        assert_eq!(now[&a_id].0, "running", "A after a jump back: {now:?}");
-        if now[&c_id].0 == "stalled" {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "C, silent, never stalled after the wall clock went back: {now:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    stalls_while_running(
+        relay.addr,
+        c_id,
+        a_id,
+        "C, silent after the wall clock went back",
+    )
+    .await;
     heartbeats.abort();
 
     // A's watcher never saw it stalled, not even between two heartbeats.
@@ -281,4 +263,25 @@ async fn a_wall_clock_jump_neither_stalls_a_live_training_nor_hides_a_stalled_on
         }
     }
     relay.kill9().await;
+}
+
+/// Waits up to 30 s for training `silent` to stall, checking all along that
+/// `heard`, which keeps sending, stays running.
+async fn stalls_while_running(addr: std::net::SocketAddr, silent: u64, heard: u64, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = statuses(addr).await;
+        assert_eq!(
+            now[&heard].0, "running",
+            "{what}: the heard training: {now:?}"
+        );
+        if now[&silent].0 == "stalled" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: never stalled: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
